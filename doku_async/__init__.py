@@ -1,0 +1,81 @@
+"""doku_async: an asyncio SDK for DOKU payouts.
+
+Quick start::
+
+    from doku_async import DokuClient
+
+    async with DokuClient.from_env() as doku:
+        inquiry = await doku.kirim.account_inquiry(...)
+        result = await doku.kirim.transfer_bank(..., session_id=inquiry.session_id)
+"""
+
+from ._client import DokuClient
+from ._config import KirimPaths, Timeouts
+from ._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    BusinessRejectionError,
+    ConfigurationError,
+    DokuAPIError,
+    DokuConnectionError,
+    DokuError,
+    DokuTimeoutError,
+    DokuTransportError,
+    DuplicateRequestError,
+    InsufficientFundsError,
+    InvalidAccountError,
+    RateLimitError,
+    RequestValidationError,
+    ResponseDecodeError,
+    ServerError,
+    SignatureVerificationError,
+    TokenError,
+    TransferFailedError,
+    TransferOutcomeUnknownError,
+)
+from ._retry import RetryPolicy
+from ._version import __version__
+from .models import (
+    AccountInquiryResponse,
+    Amount,
+    BalanceInquiryResponse,
+    CheckStatusResponse,
+    TransactionStatus,
+    TransferBankResponse,
+    TransferResult,
+)
+
+__all__ = [
+    "AccountInquiryResponse",
+    "Amount",
+    "AuthenticationError",
+    "BadRequestError",
+    "BalanceInquiryResponse",
+    "BusinessRejectionError",
+    "CheckStatusResponse",
+    "ConfigurationError",
+    "DokuAPIError",
+    "DokuClient",
+    "DokuConnectionError",
+    "DokuError",
+    "DokuTimeoutError",
+    "DokuTransportError",
+    "DuplicateRequestError",
+    "InsufficientFundsError",
+    "InvalidAccountError",
+    "KirimPaths",
+    "RateLimitError",
+    "RequestValidationError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "ServerError",
+    "SignatureVerificationError",
+    "Timeouts",
+    "TokenError",
+    "TransactionStatus",
+    "TransferBankResponse",
+    "TransferFailedError",
+    "TransferOutcomeUnknownError",
+    "TransferResult",
+    "__version__",
+]

@@ -1,0 +1,625 @@
+"""The SNAP request flow shared by every Kirim DOKU operation.
+
+1. The caller hands over a body already encoded once; it is hashed once.
+2. Each attempt takes a cached token, a fresh timestamp and a fresh signature.
+3. The transport answers or raises a typed error that says whether the request may have
+   reached DOKU.
+4. :func:`~doku_async._retry.classify` decides; reads retry, a transfer is never re-sent blind:
+   an unclear outcome is settled through check status (the money rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import _serde
+from ._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    BusinessRejectionError,
+    ConfigurationError,
+    DokuAPIError,
+    DokuConnectionError,
+    DokuError,
+    DokuTimeoutError,
+    DokuTransportError,
+    DuplicateRequestError,
+    InsufficientFundsError,
+    InvalidAccountError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TokenError,
+    TransferFailedError,
+    TransferOutcomeUnknownError,
+)
+from ._retry import Disposition, RetryPolicy, classify, parse_retry_after
+from ._signing import (
+    HmacKey,
+    TimestampFormat,
+    body_sha256_hex,
+    format_timestamp,
+    snap_string_to_sign,
+    token_signature,
+)
+from ._tokens import TokenCache
+from ._transport import RawResponse, Transport
+from .models._base import SnapResponse
+from .models.kirim import (
+    CheckStatusRequest,
+    CheckStatusResponse,
+    TokenRequest,
+    TokenResponse,
+    TransactionStatus,
+    TransferResult,
+)
+
+__all__ = ["SnapOperation", "SnapRequester", "error_for", "new_external_id"]
+
+log = logging.getLogger("doku_async")
+
+R = TypeVar("R", bound=SnapResponse)
+
+_TRANSFER_UNCLEAR = "the transfer's outcome is unclear"
+_TOKEN_BODY = _serde.encode(TokenRequest(grant_type="client_credentials"))
+
+
+def new_external_id() -> str:
+    """A fresh ``X-EXTERNAL-ID``: 32 random decimal digits (DOKU allows up to 36)."""
+    return f"{secrets.randbits(106):032d}"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapOperation:
+    """One SNAP endpoint: its name (for logs), signed path, full URL and service code."""
+
+    name: str
+    path: str
+    url: str
+    service_code: str
+
+
+def _status_of(http_status: int, code: str) -> int:
+    return int(code[:3]) if len(code) == 7 and code.isdigit() else http_status
+
+
+def error_for(
+    http_status: int,
+    code: str,
+    message: str,
+    *,
+    raw_body: bytes = b"",
+    references: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
+) -> DokuAPIError:
+    """Build the typed error for a non-success answer: the one code-to-error table."""
+    status = _status_of(http_status, code)
+    case = code[5:] if len(code) == 7 else ""
+    text = f"DOKU answered {code or http_status}: {message or 'no message'}"
+    cls: type[DokuAPIError]
+    if status == 400:
+        cls = BadRequestError
+    elif status == 401:
+        cls = TokenError if case in ("01", "03") else AuthenticationError
+    elif status == 403:
+        cls = InsufficientFundsError if case == "14" else BusinessRejectionError
+    elif status == 404:
+        cls = InvalidAccountError if case == "11" else BusinessRejectionError
+    elif status == 409:
+        cls = DuplicateRequestError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500 or status == 408:
+        cls = ServerError
+    elif 400 <= status < 500:
+        cls = BusinessRejectionError
+    else:
+        cls = DokuAPIError
+    error = cls(
+        text,
+        http_status=http_status,
+        response_code=code,
+        response_message=message,
+        raw_body=raw_body,
+        references=references,
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = retry_after
+    return error
+
+
+class _Answer:
+    """A decoded answer: the raw response, its code, its disposition and the decoded body."""
+
+    __slots__ = ("code", "decoded", "disposition", "raw")
+
+    def __init__(
+        self, raw: RawResponse, code: str, disposition: Disposition, decoded: SnapResponse | None
+    ) -> None:
+        self.raw = raw
+        self.code = code
+        self.disposition = disposition
+        self.decoded = decoded
+
+    def error(self, references: Mapping[str, str], *, redact_body: bool = False) -> DokuError:
+        if self.disposition is Disposition.SUCCESS and self.decoded is None:
+            return ResponseDecodeError(
+                f"cannot decode DOKU's answer (HTTP {self.raw.status})",
+                http_status=self.raw.status,
+                raw_body=b"" if redact_body else self.raw.body,
+                references=references,
+            )
+        message = self.decoded.response_message if self.decoded is not None else ""
+        return error_for(
+            self.raw.status,
+            self.code,
+            message,
+            raw_body=b"" if redact_body else self.raw.body,
+            references=references,
+            retry_after=parse_retry_after(self.raw.headers.get("Retry-After")),
+        )
+
+
+def _read_answer(raw: RawResponse, response_type: type[R]) -> _Answer:
+    """Decode once into the operation's type (all its fields are optional, so error bodies
+    decode too); fall back to the bare envelope, then to the HTTP status alone."""
+    decoded: SnapResponse | None
+    try:
+        decoded = _serde.decode(response_type, raw.body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        decoded = None
+    if decoded is None and response_type is not SnapResponse:
+        try:
+            envelope = _serde.decode(SnapResponse, raw.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            envelope = None
+        code = envelope.response_code if envelope is not None else ""
+        disposition = classify(raw.status, code)
+        # A success code inside a body of the wrong shape is not a usable success.
+        return _Answer(
+            raw, code, disposition, envelope if disposition is not Disposition.SUCCESS else None
+        )
+    code = decoded.response_code if decoded is not None else ""
+    return _Answer(raw, code, classify(raw.status, code), decoded)
+
+
+class SnapRequester:
+    """Signs, sends, retries and settles SNAP calls for one client."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        client_id: str,
+        private_key: rsa.RSAPrivateKey | None,
+        token_op: SnapOperation,
+        token_timestamp_format: TimestampFormat,
+        token_refresh_margin: float,
+        secret_key: HmacKey,
+        channel_id: str,
+        timestamp_format: TimestampFormat,
+        attempt_timeout: float,
+        total_timeout: float,
+        retry: RetryPolicy,
+        check_status_service_code: str,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rand: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._transport = transport
+        self._private_key = private_key
+        self._token_op = token_op
+        self._token_ts_format: TimestampFormat = token_timestamp_format
+        self.tokens = TokenCache(self.fetch_token, clock=clock, refresh_margin=token_refresh_margin)
+        self._client_id = client_id
+        self._key = secret_key
+        self._channel_id = channel_id
+        self._ts_format: TimestampFormat = timestamp_format
+        self._attempt_timeout = attempt_timeout
+        self._total_timeout = total_timeout
+        self._retry = retry
+        self._check_service_code = check_status_service_code
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self._wall_clock = wall_clock
+
+    def __repr__(self) -> str:
+        return f"SnapRequester(client_id={self._client_id!r})"
+
+    # --- deadlines -------------------------------------------------------------------------
+
+    def deadline(self) -> float:
+        """The monotonic deadline of an operation starting now."""
+        return self._clock() + self._total_timeout
+
+    def attempt_timeout(self, deadline: float, references: Mapping[str, str]) -> float:
+        """Time left for one attempt; raises when the operation's deadline has passed."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise DokuTimeoutError(
+                "the operation's total deadline ran out", request_sent=False, references=references
+            )
+        return min(self._attempt_timeout, remaining)
+
+    async def backoff_or_give_up(
+        self, attempt: int, max_attempts: int, deadline: float, retry_after: float | None
+    ) -> bool:
+        """Sleep before the next attempt; ``False`` when attempts or time are used up."""
+        if attempt >= max_attempts:
+            return False
+        delay = self._retry.backoff(attempt, retry_after, self._rand)
+        if self._clock() + delay >= deadline:
+            return False
+        await self._sleep(delay)
+        return True
+
+    # --- one signed attempt ------------------------------------------------------------------
+
+    async def _token(self, deadline: float, references: Mapping[str, str]) -> str:
+        remaining = deadline - self._clock()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await self.tokens.get()
+        except TimeoutError:
+            raise DokuTimeoutError(
+                "timed out waiting for an access token", request_sent=False, references=references
+            ) from None
+        except DokuTransportError as exc:
+            # The token request failed; the operation's own request was never sent.
+            kind = DokuTimeoutError if isinstance(exc, DokuTimeoutError) else DokuConnectionError
+            raise kind(
+                f"cannot get an access token: {exc.message}",
+                request_sent=False,
+                references=references,
+            ) from None
+
+    async def attempt(
+        self,
+        op: SnapOperation,
+        body: bytes,
+        body_hash: str,
+        external_id: str,
+        deadline: float,
+        attempt_no: int,
+        response_type: type[R],
+        references: Mapping[str, str],
+    ) -> _Answer:
+        """Send once; on ``401xx01``/``401xx03`` drop the token, re-sign and send once more."""
+        refreshed = False
+        while True:
+            token = await self._token(deadline, references)
+            timeout = self.attempt_timeout(deadline, references)
+            ts = format_timestamp(self._ts_format, self._wall_clock())
+            signature = self._key.sign(snap_string_to_sign("POST", op.path, token, body_hash, ts))
+            headers = {
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + token,
+                "X-TIMESTAMP": ts,
+                "X-SIGNATURE": signature,
+                "X-PARTNER-ID": self._client_id,
+                "X-EXTERNAL-ID": external_id,
+                "CHANNEL-ID": self._channel_id,
+            }
+            try:
+                raw = await self._transport.post(op.url, body, headers, timeout=timeout)
+            except DokuTransportError as exc:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("POST %s -> %s (attempt %d)", op.path, type(exc).__name__, attempt_no)
+                raise type(exc)(
+                    exc.message, request_sent=exc.request_sent, references=references
+                ) from None
+            answer = _read_answer(raw, response_type)
+            self._log_attempt(op, raw, answer, attempt_no)
+            if answer.disposition is Disposition.TOKEN and not refreshed:
+                self.tokens.invalidate(token)
+                refreshed = True
+                continue
+            return answer
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def _retrying(
+        self,
+        send_once: Callable[[int], Awaitable[_Answer]],
+        *,
+        deadline: float,
+        max_attempts: int,
+        references: Callable[[int], Mapping[str, str]],
+        redact_body: bool = False,
+    ) -> _Answer:
+        """Run ``send_once`` until a decoded success, retrying transport errors, 429, 5xx,
+        202 and 409xx00 with backoff inside the deadline; raise the last error otherwise."""
+        attempt_no = 0
+        while True:
+            attempt_no += 1
+            retry_after: float | None = None
+            try:
+                answer = await send_once(attempt_no)
+            except DokuTransportError as exc:
+                last: DokuError = exc
+            else:
+                if answer.disposition is Disposition.SUCCESS and answer.decoded is not None:
+                    return answer
+                last = answer.error(references(attempt_no), redact_body=redact_body)
+                retryable = answer.disposition in (
+                    Disposition.RETRYABLE,
+                    Disposition.IN_PROGRESS,
+                ) or (answer.disposition is Disposition.DUPLICATE and answer.code[5:] == "00")
+                if not retryable:
+                    raise last
+                if isinstance(last, RateLimitError):
+                    retry_after = last.retry_after
+            if not await self.backoff_or_give_up(attempt_no, max_attempts, deadline, retry_after):
+                raise last
+
+    async def read(
+        self,
+        op: SnapOperation,
+        body: bytes,
+        response_type: type[R],
+        *,
+        references: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        max_attempts: int | None = None,
+    ) -> R:
+        """An idempotent call: retried on transport errors, 429, 5xx and 409xx00, each attempt
+        with a fresh ``X-EXTERNAL-ID``, timestamp and signature, inside the deadline."""
+        deadline = self.deadline() if deadline is None else deadline
+        body_hash = body_sha256_hex(body)
+        base_refs = dict(references or {})
+        refs_by_attempt: dict[int, Mapping[str, str]] = {}
+
+        def refs(attempt_no: int) -> Mapping[str, str]:
+            return refs_by_attempt.get(attempt_no, base_refs)
+
+        async def send_once(attempt_no: int) -> _Answer:
+            external_id = new_external_id()
+            attempt_refs = refs_by_attempt[attempt_no] = {**base_refs, "X-EXTERNAL-ID": external_id}
+            return await self.attempt(
+                op, body, body_hash, external_id, deadline, attempt_no, response_type, attempt_refs
+            )
+
+        answer = await self._retrying(
+            send_once,
+            deadline=deadline,
+            max_attempts=self._retry.max_attempts if max_attempts is None else max_attempts,
+            references=refs,
+        )
+        return answer.decoded  # type: ignore[return-value]
+
+    async def fetch_token(self) -> tuple[str, float]:
+        """Fetch a B2B access token (retried like a read). Returns ``(token, lifetime)``.
+
+        Errors from this call never carry the answer's body, which may hold a token.
+        """
+        private_key = self._private_key
+        if private_key is None:
+            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+        deadline = self.deadline()
+
+        async def send_once(attempt_no: int) -> _Answer:
+            ts = format_timestamp(self._token_ts_format, self._wall_clock())
+            headers = {
+                "Content-Type": "application/json",
+                "X-CLIENT-KEY": self._client_id,
+                "X-TIMESTAMP": ts,
+                "X-SIGNATURE": token_signature(private_key, self._client_id, ts),
+            }
+            timeout = self.attempt_timeout(deadline, {})
+            raw = await self._transport.post(
+                self._token_op.url, _TOKEN_BODY, headers, timeout=timeout
+            )
+            answer = _read_answer(raw, TokenResponse)
+            self._log_attempt(self._token_op, raw, answer, attempt_no)
+            return answer
+
+        try:
+            answer = await self._retrying(
+                send_once,
+                deadline=deadline,
+                max_attempts=self._retry.max_attempts,
+                references=lambda _: {},
+                redact_body=True,
+            )
+        except AuthenticationError as exc:
+            exc.message += " (check client_id and the public key registered with DOKU)"
+            raise
+        token = answer.decoded
+        assert isinstance(token, TokenResponse)
+        if not token.access_token:
+            raise ResponseDecodeError(
+                "DOKU's token answer has no accessToken", http_status=answer.raw.status
+            )
+        return token.access_token, token.lifetime
+
+    def _log_attempt(self, op: SnapOperation, raw: RawResponse, answer: _Answer, n: int) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "POST %s -> %d %s in %.1fms (attempt %d)",
+                op.path,
+                raw.status,
+                answer.code or "-",
+                raw.elapsed * 1000,
+                n,
+            )
+
+    # --- transfers -------------------------------------------------------------------------
+
+    async def transfer(
+        self,
+        op: SnapOperation,
+        check_op: SnapOperation,
+        body: bytes,
+        partner_reference_no: str,
+        response_type: type[R],
+    ) -> tuple[str, R | None, CheckStatusResponse | None, str, bool]:
+        """Send a transfer under the money rule.
+
+        Returns ``(status, transfer answer, check-status answer, external id, resent)``; raises a
+        typed error when nothing was paid, or :class:`TransferOutcomeUnknownError`.
+        """
+        deadline = self.deadline()
+        body_hash = body_sha256_hex(body)
+        external_id = new_external_id()
+        refs = {"X-EXTERNAL-ID": external_id, "partnerReferenceNo": partner_reference_no}
+        sends = 0
+        resent = False
+        while True:
+            sends += 1
+            unclear: DokuError
+            retry_after: float | None = None
+            try:
+                answer = await self.attempt(
+                    op, body, body_hash, external_id, deadline, sends, response_type, refs
+                )
+            except DokuTransportError as exc:
+                if exc.request_sent:
+                    unclear = exc
+                else:
+                    # Certainly not sent: sending again with the same references is safe.
+                    if await self.backoff_or_give_up(
+                        sends, self._retry.max_attempts, deadline, None
+                    ):
+                        continue
+                    raise
+            else:
+                disposition = answer.disposition
+                if disposition is Disposition.SUCCESS and answer.decoded is not None:
+                    return "success", answer.decoded, None, external_id, resent  # type: ignore[return-value]
+                error = answer.error(refs)
+                status = _status_of(answer.raw.status, answer.code)
+                if status == 429:
+                    # Rejected before processing: wait, then the same references again.
+                    retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+                    if await self.backoff_or_give_up(
+                        sends, self._retry.max_attempts, deadline, retry_after
+                    ):
+                        continue
+                    raise error
+                if disposition in (Disposition.FINAL, Disposition.TOKEN) or (
+                    disposition is Disposition.RETRYABLE and status == 403
+                ):
+                    raise error
+                unclear = error  # 5xx, 504, 408, 202, 409, or an undecodable success
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "transfer outcome unclear (%s); asking check status", type(unclear).__name__
+                )
+            found = await self._settle(check_op, partner_reference_no, external_id, deadline, refs)
+            if found is None:
+                raise TransferOutcomeUnknownError(
+                    f"{_TRANSFER_UNCLEAR} and check status could not settle it "
+                    f"({type(unclear).__name__}); do not resend with new references",
+                    partner_reference_no=partner_reference_no,
+                    external_id=external_id,
+                    last_error=unclear,
+                )
+            status_code = found.transaction_status
+            if status_code == TransactionStatus.NOT_FOUND:
+                if not resent:
+                    resent = True
+                    continue
+                raise TransferOutcomeUnknownError(
+                    f"{_TRANSFER_UNCLEAR}: DOKU does not find it even after one resend with the "
+                    "same references",
+                    partner_reference_no=partner_reference_no,
+                    external_id=external_id,
+                    last_error=unclear,
+                )
+            if status_code == TransactionStatus.SUCCESS:
+                return "success", None, found, external_id, resent
+            if status_code in TransactionStatus.IN_PROGRESS:
+                return "pending", None, found, external_id, resent
+            if status_code in TransactionStatus.UNSUCCESSFUL:
+                raise TransferFailedError(
+                    f"check status reports the transfer {found.status_description}",
+                    transaction_status=status_code,
+                    http_status=200,
+                    response_code=found.response_code,
+                    response_message=found.transaction_status_desc or found.response_message,
+                    references=refs,
+                    details=found,
+                )
+            raise TransferOutcomeUnknownError(
+                f"{_TRANSFER_UNCLEAR}: check status answered an undocumented status "
+                f"{status_code!r}",
+                partner_reference_no=partner_reference_no,
+                external_id=external_id,
+                last_error=unclear,
+            )
+
+    async def _settle(
+        self,
+        check_op: SnapOperation,
+        partner_reference_no: str,
+        external_id: str,
+        deadline: float,
+        references: Mapping[str, str],
+    ) -> CheckStatusResponse | None:
+        """Ask check status about a transfer; ``None`` when it cannot tell."""
+        body = _serde.encode(
+            CheckStatusRequest(
+                original_partner_reference_no=partner_reference_no,
+                original_external_id=external_id,
+                service_code=self._check_service_code,
+            )
+        )
+        try:
+            found = await self.read(
+                check_op,
+                body,
+                CheckStatusResponse,
+                references={"originalPartnerReferenceNo": partner_reference_no},
+                deadline=deadline,
+                max_attempts=self._retry.status_checks,
+            )
+        except DokuAPIError as exc:
+            if exc.response_code[:3] == "404" and exc.case_code == "01":  # not found
+                return CheckStatusResponse(
+                    raw_response_code=exc.response_code,
+                    latest_transaction_status=TransactionStatus.NOT_FOUND,
+                )
+            return None
+        except DokuError:
+            return None
+        if not found.transaction_status:
+            return None
+        return found
+
+
+def build_result(
+    status: str,
+    response: object,
+    found: CheckStatusResponse | None,
+    partner_reference_no: str,
+    external_id: str,
+    resent: bool,
+) -> TransferResult:
+    """Assemble the :class:`TransferResult` of a settled transfer."""
+    from .models.kirim import TransferBankResponse
+
+    resp = response if isinstance(response, TransferBankResponse) else None
+    reference_no = (
+        resp.reference_no if resp is not None else (found.original_reference_no if found else None)
+    )
+    return TransferResult(
+        status=status,
+        partner_reference_no=partner_reference_no,
+        external_id=external_id,
+        reference_no=reference_no,
+        transaction_status=found.transaction_status if found is not None else None,
+        response=resp,
+        status_response=found,
+        resent=resent,
+    )

@@ -1,0 +1,245 @@
+"""``DokuClient``: configuration, lifecycle and the product resources."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from . import _constants as C
+from ._base_client import SnapOperation, SnapRequester
+from ._config import KirimPaths, Timeouts
+from ._exceptions import ConfigurationError
+from ._retry import RetryPolicy
+from ._signing import HmacKey, TimestampFormat, load_private_key
+from ._transport import Transport
+from .resources.kirim import Kirim
+
+__all__ = ["DokuClient"]
+
+Environment = Literal["sandbox", "production"]
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigurationError(f"{name}: must be positive")
+    return value
+
+
+class DokuClient:
+    """An async client for DOKU payouts.
+
+    Use it as an async context manager (``async with DokuClient(...) as doku:``) or call
+    :meth:`aclose` yourself. It owns one pooled ``aiohttp.ClientSession`` (or borrows yours),
+    caches one B2B access token, and does no network I/O until the first call.
+
+    Args:
+        client_id: DOKU's client id (``X-PARTNER-ID`` / ``Client-Id``).
+        client_secret: DOKU's secret key (HMAC key for SNAP and Non-SNAP signatures).
+        private_key: your RSA private key for the B2B token, as PEM text, PEM/DER bytes or a
+            path; parsed once, here. Required for Kirim DOKU calls.
+        environment: ``"sandbox"`` (default) or ``"production"``.
+        base_url: overrides ``environment`` (e.g. a simulator's URL); may carry a path prefix.
+        kirim_paths: ``"/v1.0"`` (default, the seed docs), ``"/snap/v1.1"`` (DOKU's current
+            docs), or a :class:`KirimPaths` naming each path.
+        channel_id: ``CHANNEL-ID`` header, ``"H2H"`` by default.
+        token_timestamp_format: ``X-TIMESTAMP`` form for the token call, ``"utc"`` (``...Z``).
+        request_timestamp_format: ``X-TIMESTAMP`` form for Kirim calls, ``"jakarta"`` (``+07:00``).
+        timeouts: connect, per-attempt and per-operation limits, see :class:`Timeouts`.
+        retry: retry and settlement policy, see :class:`RetryPolicy`.
+        check_status_service_code: ``serviceCode`` sent to check status, ``"43"`` by default.
+        token_refresh_margin: refresh the token this many seconds before it expires.
+        session: an ``aiohttp.ClientSession`` to borrow; it is not closed by :meth:`aclose`.
+        pool_size: connection pool size of the session the client creates.
+        clock: monotonic clock (tests); ``time.monotonic`` by default.
+        sleep: async sleep (tests); ``asyncio.sleep`` by default.
+        rand: ``[0, 1)`` source for backoff jitter (tests); ``random.random`` by default.
+        wall_clock: epoch clock for timestamps (tests); ``time.time`` by default.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        private_key: str | bytes | os.PathLike[str] | None = None,
+        *,
+        environment: Environment = "sandbox",
+        base_url: str | None = None,
+        kirim_paths: str | KirimPaths = "/v1.0",
+        channel_id: str = C.DEFAULT_CHANNEL_ID,
+        token_timestamp_format: TimestampFormat = "utc",
+        request_timestamp_format: TimestampFormat = "jakarta",
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        check_status_service_code: str = C.SERVICE_TRANSFER_BANK,
+        token_refresh_margin: float = C.DEFAULT_TOKEN_REFRESH_MARGIN,
+        session: aiohttp.ClientSession | None = None,
+        pool_size: int = C.DEFAULT_POOL_SIZE,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rand: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise ConfigurationError("client_id: must be a non-empty string")
+        if not isinstance(client_secret, str) or not client_secret:
+            raise ConfigurationError("client_secret: must be a non-empty string")
+        self.environment: str = environment if base_url is None else "custom"
+        """``"sandbox"``, ``"production"`` or ``"custom"`` (a ``base_url`` was given)."""
+        if base_url is None:
+            if environment not in C.BASE_URLS:
+                raise ConfigurationError("environment: must be 'sandbox' or 'production'")
+            base_url = C.BASE_URLS[environment]
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigurationError("base_url: must be an http(s) URL without a query")
+        for name, fmt in (
+            ("token_timestamp_format", token_timestamp_format),
+            ("request_timestamp_format", request_timestamp_format),
+        ):
+            if fmt not in ("utc", "jakarta"):
+                raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
+        if not channel_id:
+            raise ConfigurationError("channel_id: must not be empty")
+        self.client_id = client_id
+        self.base_url = base_url.rstrip("/")
+        self._prefix = parts.path.rstrip("/")
+        self.kirim_paths = (
+            kirim_paths if isinstance(kirim_paths, KirimPaths) else KirimPaths.family(kirim_paths)
+        )
+        self.channel_id = channel_id
+        self.token_timestamp_format: TimestampFormat = token_timestamp_format
+        self.request_timestamp_format: TimestampFormat = request_timestamp_format
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.check_status_service_code = check_status_service_code
+        self._secret = HmacKey(client_secret, "sha512")
+        self._private_key = None if private_key is None else load_private_key(private_key)
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or asyncio.sleep
+        self._rand = rand or random.random
+        self._wall_clock = wall_clock or time.time
+        self._transport = Transport(
+            session=session, connect_timeout=self.timeouts.connect, pool_size=pool_size
+        )
+        paths = self.kirim_paths
+        self._snap_ops: dict[str, SnapOperation] = {
+            name: self._operation(name, path, service)
+            for name, path, service in (
+                ("account_inquiry", paths.account_inquiry, C.SERVICE_ACCOUNT_INQUIRY),
+                ("balance_inquiry", paths.balance_inquiry, C.SERVICE_BALANCE_INQUIRY),
+                ("transfer_bank", paths.transfer_bank, C.SERVICE_TRANSFER_BANK),
+                ("check_status", paths.check_status, C.SERVICE_CHECK_STATUS),
+            )
+        }
+        self._requester = SnapRequester(
+            transport=self._transport,
+            client_id=self.client_id,
+            private_key=self._private_key,
+            token_op=self._operation("token", C.TOKEN_PATH, C.SERVICE_TOKEN),
+            token_timestamp_format=token_timestamp_format,
+            token_refresh_margin=_positive("token_refresh_margin", token_refresh_margin),
+            secret_key=self._secret,
+            channel_id=self.channel_id,
+            timestamp_format=request_timestamp_format,
+            attempt_timeout=self.timeouts.attempt,
+            total_timeout=self.timeouts.total,
+            retry=self.retry,
+            check_status_service_code=check_status_service_code,
+            clock=self._clock,
+            sleep=self._sleep,
+            rand=self._rand,
+            wall_clock=self._wall_clock,
+        )
+        self._tokens = self._requester.tokens
+        self.kirim = Kirim(self)
+        """Kirim DOKU operations (SNAP)."""
+
+    # --- construction helpers ------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DokuClient:
+        """Build a client from ``DOKU_*`` environment variables.
+
+        Reads ``DOKU_CLIENT_ID``, ``DOKU_CLIENT_SECRET``, ``DOKU_PRIVATE_KEY`` (PEM text) or
+        ``DOKU_PRIVATE_KEY_PATH``, and optionally ``DOKU_ENVIRONMENT``, ``DOKU_BASE_URL``,
+        ``DOKU_KIRIM_PATHS``, ``DOKU_CHANNEL_ID`` and ``DOKU_CHECK_STATUS_SERVICE_CODE``.
+        Keyword ``overrides`` win over the environment.
+        """
+        env = os.environ if environ is None else environ
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise ConfigurationError(f"{name} is not set")
+            return value
+
+        kwargs: dict[str, Any] = {}
+        key: str | None = env.get("DOKU_PRIVATE_KEY") or env.get("DOKU_PRIVATE_KEY_PATH") or None
+        if key is not None:
+            kwargs["private_key"] = key
+        for var, arg in (
+            ("DOKU_ENVIRONMENT", "environment"),
+            ("DOKU_BASE_URL", "base_url"),
+            ("DOKU_KIRIM_PATHS", "kirim_paths"),
+            ("DOKU_CHANNEL_ID", "channel_id"),
+            ("DOKU_CHECK_STATUS_SERVICE_CODE", "check_status_service_code"),
+        ):
+            if env.get(var):
+                kwargs[arg] = env[var]
+        kwargs.update(overrides)
+        client_id = kwargs.pop("client_id", None) or need("DOKU_CLIENT_ID")
+        client_secret = kwargs.pop("client_secret", None) or need("DOKU_CLIENT_SECRET")
+        return cls(client_id, client_secret, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"DokuClient(client_id={self.client_id!r}, base_url={self.base_url!r})"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel a token fetch in flight and close the session the client created."""
+        await self._tokens.aclose()
+        await self._transport.aclose()
+
+    @property
+    def token_fetches(self) -> int:
+        """How many B2B token fetches this client started."""
+        return self._tokens.fetches
+
+    def invalidate_token(self) -> None:
+        """Forget the cached access token; the next call fetches a new one."""
+        token = self._tokens._token
+        if token is not None:
+            self._tokens.invalidate(token.value)
+
+    # --- internals used by resources -------------------------------------------------------
+
+    def _operation(self, name: str, path: str, service_code: str) -> SnapOperation:
+        """The operation at ``path`` under ``base_url``; its signed path includes the prefix."""
+        signed = self._prefix + path
+        origin = self.base_url[: len(self.base_url) - len(self._prefix)]
+        return SnapOperation(name, signed, origin + signed, service_code)
+
+    def _snap(self) -> tuple[SnapRequester, dict[str, SnapOperation]]:
+        if self._private_key is None:
+            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+        return self._requester, self._snap_ops

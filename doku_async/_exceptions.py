@@ -1,0 +1,246 @@
+"""The whole error tree of doku_async.
+
+Every error the SDK raises derives from :class:`DokuError`::
+
+    DokuError
+    ├── ConfigurationError              bad client configuration (raised before any I/O)
+    ├── RequestValidationError          bad call arguments; names the field; nothing was sent
+    ├── DokuAPIError                    DOKU answered with a non-success response code
+    │   ├── BadRequestError             400xx00-02: malformed or missing field
+    │   ├── AuthenticationError         401xx: signature, key or client rejected
+    │   │   └── TokenError              401xx01 / 401xx03 still failing after one refresh
+    │   ├── BusinessRejectionError      403/404/405 and other definite business rejections
+    │   │   ├── InsufficientFundsError  403xx14
+    │   │   ├── InvalidAccountError     404xx11
+    │   │   └── TransferFailedError     check status: failed, refunded or canceled
+    │   ├── DuplicateRequestError       409xx: X-EXTERNAL-ID / partnerReferenceNo / session reused
+    │   ├── RateLimitError              429xx
+    │   └── ServerError                 5xx and 504 answers
+    ├── DokuTransportError              no usable answer reached us
+    │   ├── DokuConnectionError         connect failed or the connection dropped
+    │   └── DokuTimeoutError            an attempt or the operation deadline ran out
+    ├── ResponseDecodeError             DOKU's answer could not be decoded
+    ├── SignatureVerificationError      a signed answer or notification failed verification
+    └── TransferOutcomeUnknownError     a transfer may or may not have happened; has references
+
+Errors never carry secrets: no client secret, private key, token or signature appears in
+their messages or attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BusinessRejectionError",
+    "ConfigurationError",
+    "DokuAPIError",
+    "DokuConnectionError",
+    "DokuError",
+    "DokuTimeoutError",
+    "DokuTransportError",
+    "DuplicateRequestError",
+    "InsufficientFundsError",
+    "InvalidAccountError",
+    "RateLimitError",
+    "RequestValidationError",
+    "ResponseDecodeError",
+    "ServerError",
+    "SignatureVerificationError",
+    "TokenError",
+    "TransferFailedError",
+    "TransferOutcomeUnknownError",
+]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class DokuError(Exception):
+    """Root of every error raised by doku_async.
+
+    ``references`` maps reference names (``"X-EXTERNAL-ID"``, ``"partnerReferenceNo"``,
+    ``"Request-Id"``...) to the values the operation used, so a failure can be reconciled.
+    """
+
+    def __init__(self, message: str, *, references: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.references: Mapping[str, str] = MappingProxyType(dict(references or _EMPTY))
+
+    def __str__(self) -> str:
+        if not self.references:
+            return self.message
+        refs = ", ".join(f"{k}={v}" for k, v in self.references.items())
+        return f"{self.message} [{refs}]"
+
+
+class ConfigurationError(DokuError):
+    """The client was configured with missing or invalid settings."""
+
+
+class RequestValidationError(DokuError, ValueError):
+    """A call argument is out of range; ``field`` names it. Nothing was sent."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class DokuAPIError(DokuError):
+    """DOKU answered, but not with success.
+
+    Attributes:
+        http_status: the HTTP status of the answer.
+        response_code: DOKU's seven-digit ``responseCode`` (``""`` when the answer had none).
+        service_code: the two service digits of ``response_code`` (e.g. ``"43"``).
+        case_code: the two case digits of ``response_code`` (e.g. ``"14"``).
+        response_message: DOKU's ``responseMessage``.
+        raw_body: the answer's bytes, for logging and support tickets.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int,
+        response_code: str = "",
+        response_message: str = "",
+        raw_body: bytes = b"",
+        references: Mapping[str, str] | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message, references=references)
+        self.http_status = http_status
+        self.response_code = response_code
+        self.service_code = response_code[3:5] if len(response_code) == 7 else ""
+        self.case_code = response_code[5:7] if len(response_code) == 7 else ""
+        self.response_message = response_message
+        self.raw_body = raw_body
+        self.details = details
+
+
+class BadRequestError(DokuAPIError):
+    """400xx: DOKU rejected the request's format or a mandatory field."""
+
+
+class AuthenticationError(DokuAPIError):
+    """401xx: DOKU rejected the signature, the client id or the key."""
+
+
+class TokenError(AuthenticationError):
+    """401xx01 / 401xx03: the access token was rejected even after one refresh."""
+
+
+class BusinessRejectionError(DokuAPIError):
+    """A definite business rejection (403, 404, 405...): nothing was paid."""
+
+
+class InsufficientFundsError(BusinessRejectionError):
+    """403xx14: the balance does not cover the transfer. Top up, then retry."""
+
+
+class InvalidAccountError(BusinessRejectionError):
+    """404xx11: the beneficiary account is invalid."""
+
+
+class TransferFailedError(BusinessRejectionError):
+    """Check status reports the transfer as failed, refunded or canceled.
+
+    ``transaction_status`` holds DOKU's ``latestTransactionStatus`` (``"04"``, ``"05"``, ``"06"``).
+    """
+
+    def __init__(self, message: str, *, transaction_status: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.transaction_status = transaction_status
+
+
+class DuplicateRequestError(DokuAPIError):
+    """409xx: a reference was already used. Never resend with new references; check status."""
+
+
+class RateLimitError(DokuAPIError):
+    """429xx: too many requests. ``retry_after`` holds DOKU's hint in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(DokuAPIError):
+    """5xx: DOKU or a bank behind it failed or timed out."""
+
+
+class DokuTransportError(DokuError):
+    """No usable answer reached us.
+
+    ``request_sent`` is ``True`` when the request may have reached DOKU (so a money-moving
+    call may have taken effect) and ``False`` when it certainly did not.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_sent: bool,
+        references: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, references=references)
+        self.request_sent = request_sent
+
+
+class DokuConnectionError(DokuTransportError):
+    """The connection could not be made, or dropped before an answer arrived."""
+
+
+class DokuTimeoutError(DokuTransportError):
+    """An attempt timed out, or the operation's total deadline ran out."""
+
+
+class ResponseDecodeError(DokuError):
+    """DOKU's answer could not be decoded (not JSON, or the wrong shape)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int,
+        raw_body: bytes = b"",
+        references: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, references=references)
+        self.http_status = http_status
+        self.raw_body = raw_body
+
+
+class SignatureVerificationError(DokuError):
+    """A response or notification signature is missing, malformed or wrong."""
+
+
+class TransferOutcomeUnknownError(DokuError):
+    """The transfer may or may not have happened, and check status could not tell.
+
+    Do not resend with new references. Call ``check_status`` later with
+    ``partner_reference_no`` and ``external_id`` (or resume the bulk run) to settle it.
+    ``last_error`` is the error that left the outcome open.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partner_reference_no: str,
+        external_id: str,
+        last_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            references={"partnerReferenceNo": partner_reference_no, "X-EXTERNAL-ID": external_id},
+        )
+        self.partner_reference_no = partner_reference_no
+        self.external_id = external_id
+        self.last_error = last_error

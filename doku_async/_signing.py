@@ -1,0 +1,309 @@
+"""DOKU's signature schemes as pure functions (no I/O).
+
+One implementation serves the client, the webhook verifier and the simulator:
+
+* B2B access token: ``base64(RSA-PKCS1v15-SHA256(private key, clientId + "|" + timestamp))``.
+* SNAP symmetric: ``base64(HMAC-SHA512(client secret,
+  METHOD:PATH:TOKEN:lowerhex(sha256(body)):TIMESTAMP))``.
+* Non-SNAP: ``"HMACSHA256=" + base64(HMAC-SHA256(secret, component))`` where the component
+  lists ``Client-Id``, ``Request-Id``, ``Request-Timestamp`` (or ``Response-Timestamp``),
+  ``Request-Target`` and, for requests with a body, ``Digest = base64(sha256(body))``.
+* Kirim DOKU notifications (legacy scheme, unconfirmed by DOKU):
+  ``base64(AES-128-ECB-PKCS7(encryption key, agentKey + requestId))``.
+
+Signatures are compared with :func:`hmac.compare_digest` so verification runs in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "HmacKey",
+    "TimestampFormat",
+    "body_sha256_hex",
+    "format_timestamp",
+    "kirim_notification_signature",
+    "load_private_key",
+    "load_public_key",
+    "non_snap_component",
+    "non_snap_digest",
+    "non_snap_signature",
+    "snap_signature",
+    "snap_string_to_sign",
+    "token_signature",
+    "verify_kirim_notification_signature",
+    "verify_non_snap_signature",
+    "verify_snap_signature",
+    "verify_token_signature",
+]
+
+TimestampFormat = Literal["utc", "jakarta"]
+"""``"utc"`` gives ``2024-01-12T07:30:00Z``; ``"jakarta"`` gives ``2024-01-12T14:30:00+07:00``."""
+
+_WIB_OFFSET = 7 * 3600
+
+
+def format_timestamp(fmt: TimestampFormat, epoch: float | None = None) -> str:
+    """Format ``epoch`` (default: now) as DOKU expects in ``X-TIMESTAMP``/``Request-Timestamp``."""
+    t = time.time() if epoch is None else epoch
+    if fmt == "utc":
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return time.strftime("%Y-%m-%dT%H:%M:%S+07:00", time.gmtime(t + _WIB_OFFSET))
+
+
+class HmacKey:
+    """An HMAC key prepared once; :meth:`sign` copies the keyed state instead of re-keying.
+
+    The repr never shows the key.
+    """
+
+    __slots__ = ("_template",)
+
+    def __init__(self, secret: str | bytes, digest: Literal["sha256", "sha512"]) -> None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        self._template = hmac.new(key, digestmod=digest)
+
+    def sign(self, message: bytes) -> str:
+        """Return ``base64(HMAC(key, message))``."""
+        mac = self._template.copy()
+        mac.update(message)
+        return base64.b64encode(mac.digest()).decode("ascii")
+
+    def verify(self, message: bytes, signature: str) -> bool:
+        """Check ``signature`` against ``message`` in constant time."""
+        return hmac.compare_digest(
+            self.sign(message).encode(), signature.encode("utf-8", "replace")
+        )
+
+    def __repr__(self) -> str:
+        return f"HmacKey({self._template.name}, key=***)"
+
+
+# --- RSA keys and the B2B token signature -------------------------------------------------
+
+
+def load_private_key(key: str | bytes | os.PathLike[str]) -> rsa.RSAPrivateKey:
+    """Parse an RSA private key from PEM text, PEM/DER bytes or a file path (once).
+
+    Raises:
+        ConfigurationError: the key cannot be read or is not an RSA private key. The message
+            never contains key material.
+    """
+    if isinstance(key, os.PathLike) or (isinstance(key, str) and "-----BEGIN" not in key):
+        try:
+            data = Path(key).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"private_key: cannot read key file ({exc.strerror})"
+            ) from None
+    else:
+        data = key.encode() if isinstance(key, str) else key
+    try:
+        if b"-----BEGIN" in data:
+            loaded = serialization.load_pem_private_key(data, password=None)
+        else:
+            loaded = serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            "private_key: not a readable unencrypted RSA private key"
+        ) from None
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise ConfigurationError("private_key: the key is not an RSA key")
+    return loaded
+
+
+def load_public_key(key: str | bytes) -> rsa.RSAPublicKey:
+    """Parse an RSA public key from PEM text or bytes."""
+    data = key.encode() if isinstance(key, str) else key
+    try:
+        loaded = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise ConfigurationError("public_key: not a readable RSA public key") from None
+    if not isinstance(loaded, rsa.RSAPublicKey):
+        raise ConfigurationError("public_key: the key is not an RSA key")
+    return loaded
+
+
+def token_signature(private_key: rsa.RSAPrivateKey, client_id: str, timestamp: str) -> str:
+    """``X-SIGNATURE`` of the B2B token request: SHA256withRSA over ``clientId|timestamp``."""
+    raw = private_key.sign(f"{client_id}|{timestamp}".encode(), PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(raw).decode("ascii")
+
+
+def verify_token_signature(
+    public_key: rsa.RSAPublicKey, client_id: str, timestamp: str, signature: str
+) -> bool:
+    """Check a B2B token request signature with the merchant's public key."""
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        public_key.verify(raw, f"{client_id}|{timestamp}".encode(), PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+# --- SNAP symmetric signature --------------------------------------------------------------
+
+
+def body_sha256_hex(body: bytes) -> str:
+    """``lowercase(hex(sha256(body)))``, the body part of the SNAP string to sign."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def snap_string_to_sign(
+    method: str, path: str, access_token: str, body_hash_hex: str, timestamp: str
+) -> bytes:
+    """``METHOD:PATH:TOKEN:BODYHASH:TIMESTAMP`` as bytes."""
+    return f"{method}:{path}:{access_token}:{body_hash_hex}:{timestamp}".encode()
+
+
+def snap_signature(
+    secret: str | bytes | HmacKey,
+    method: str,
+    path: str,
+    access_token: str,
+    body: bytes,
+    timestamp: str,
+    *,
+    body_hash_hex: str | None = None,
+) -> str:
+    """SNAP ``X-SIGNATURE``: ``base64(HMAC-SHA512(secret, string to sign))``.
+
+    Pass ``body_hash_hex`` when the body's hash is already known (it is computed once per
+    operation and reused across attempts).
+    """
+    key = secret if isinstance(secret, HmacKey) else HmacKey(secret, "sha512")
+    digest = body_sha256_hex(body) if body_hash_hex is None else body_hash_hex
+    return key.sign(snap_string_to_sign(method, path, access_token, digest, timestamp))
+
+
+def verify_snap_signature(
+    secret: str | bytes | HmacKey,
+    method: str,
+    path: str,
+    access_token: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+) -> bool:
+    """Check a SNAP symmetric signature in constant time."""
+    expected = snap_signature(secret, method, path, access_token, body, timestamp)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+# --- Non-SNAP signature ----------------------------------------------------------------------
+
+
+def non_snap_digest(body: bytes) -> str:
+    """``Digest`` component: ``base64(sha256(body))``."""
+    return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+
+
+def non_snap_component(
+    client_id: str,
+    request_id: str,
+    timestamp: str,
+    target: str,
+    digest: str | None,
+    *,
+    timestamp_header: str = "Request-Timestamp",
+) -> bytes:
+    """The newline-joined component string (no trailing newline; no Digest line without body)."""
+    parts = [
+        f"Client-Id:{client_id}",
+        f"Request-Id:{request_id}",
+        f"{timestamp_header}:{timestamp}",
+        f"Request-Target:{target}",
+    ]
+    if digest is not None:
+        parts.append(f"Digest:{digest}")
+    return "\n".join(parts).encode()
+
+
+def non_snap_signature(
+    secret: str | bytes | HmacKey,
+    client_id: str,
+    request_id: str,
+    timestamp: str,
+    target: str,
+    body: bytes | None,
+    *,
+    timestamp_header: str = "Request-Timestamp",
+) -> str:
+    """Non-SNAP ``Signature`` header: ``"HMACSHA256=" + base64(HMAC-SHA256(secret, component))``.
+
+    ``body`` is ``None`` for GET requests (no Digest line).
+    """
+    key = secret if isinstance(secret, HmacKey) else HmacKey(secret, "sha256")
+    digest = None if body is None else non_snap_digest(body)
+    component = non_snap_component(
+        client_id, request_id, timestamp, target, digest, timestamp_header=timestamp_header
+    )
+    return "HMACSHA256=" + key.sign(component)
+
+
+def verify_non_snap_signature(
+    secret: str | bytes | HmacKey,
+    client_id: str,
+    request_id: str,
+    timestamp: str,
+    target: str,
+    body: bytes | None,
+    signature: str,
+    *,
+    timestamp_header: str = "Response-Timestamp",
+) -> bool:
+    """Check a Non-SNAP signature (by default a response's) in constant time."""
+    expected = non_snap_signature(
+        secret, client_id, request_id, timestamp, target, body, timestamp_header=timestamp_header
+    )
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+# --- Kirim DOKU notification signature (legacy AES scheme) -----------------------------------
+
+
+def _aes_key(encryption_key: str | bytes) -> bytes:
+    key = encryption_key.encode() if isinstance(encryption_key, str) else encryption_key
+    if len(key) not in (16, 24, 32):
+        raise ConfigurationError("encryption_key: must be 16, 24 or 32 bytes long")
+    return key
+
+
+def kirim_notification_signature(
+    agent_key: str, request_id: str, encryption_key: str | bytes
+) -> str:
+    """``base64(AES-ECB-PKCS7(encryption_key, agentKey + requestId))``.
+
+    This is the legacy KIRIMDOKU scheme; DOKU has not published the current one, which is
+    why the webhook verifier is pluggable.
+    """
+    padder = padding.PKCS7(128).padder()
+    plaintext = padder.update(f"{agent_key}{request_id}".encode()) + padder.finalize()
+    # ECB is what the legacy scheme specifies; the plaintext is not secret, the key is.
+    encryptor = Cipher(algorithms.AES(_aes_key(encryption_key)), modes.ECB()).encryptor()  # noqa: S305
+    return base64.b64encode(encryptor.update(plaintext) + encryptor.finalize()).decode("ascii")
+
+
+def verify_kirim_notification_signature(
+    agent_key: str, request_id: str, encryption_key: str | bytes, signature: str
+) -> bool:
+    """Check a notification ``signature`` header in constant time."""
+    expected = kirim_notification_signature(agent_key, request_id, encryption_key)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

@@ -1,0 +1,94 @@
+"""The B2B access token cache: refresh ahead of expiry, one refresh at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+__all__ = ["TokenCache"]
+
+
+class _Token:
+    __slots__ = ("expires_at", "refresh_at", "value")
+
+    def __init__(self, value: str, expires_at: float, refresh_at: float) -> None:
+        self.value = value
+        self.expires_at = expires_at
+        self.refresh_at = refresh_at
+
+    def __repr__(self) -> str:
+        return "_Token(***)"
+
+
+class TokenCache:
+    """Caches one access token per client on a monotonic clock.
+
+    * A token is reused until ``refresh_margin`` seconds before its advertised expiry (or half
+      its lifetime, for very short lifetimes).
+    * However many callers wait, a single fetch runs; they all share its result or error.
+    * When a refresh fails while the old token is still valid, the old token keeps serving.
+    * :meth:`invalidate` drops a token DOKU rejected, unless it was already replaced.
+
+    ``fetch`` returns ``(token, lifetime_seconds)``.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[tuple[str, float]]],
+        *,
+        clock: Callable[[], float],
+        refresh_margin: float,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._margin = refresh_margin
+        self._token: _Token | None = None
+        self._inflight: asyncio.Future[str] | None = None
+        self.fetches = 0
+        """How many token fetches were started (for tests and benchmarks)."""
+
+    def __repr__(self) -> str:
+        state = "empty" if self._token is None else "cached"
+        return f"TokenCache({state})"
+
+    async def get(self) -> str:
+        """Return a usable token, fetching one if none is cached or it is due for refresh."""
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token.value
+        try:
+            return await asyncio.shield(self._start_refresh())
+        except Exception:
+            token = self._token
+            if token is not None and self._clock() < token.expires_at:
+                return token.value
+            raise
+
+    def _start_refresh(self) -> asyncio.Future[str]:
+        if self._inflight is None or self._inflight.done():
+            self.fetches += 1
+            self._inflight = asyncio.ensure_future(self._refresh())
+        return self._inflight
+
+    async def _refresh(self) -> str:
+        value, lifetime = await self._fetch()
+        now = self._clock()
+        lifetime = max(lifetime, 1.0)
+        refresh_in = lifetime - self._margin if lifetime > 2 * self._margin else lifetime / 2
+        self._token = _Token(value, now + lifetime, now + refresh_in)
+        return value
+
+    def invalidate(self, value: str) -> None:
+        """Forget ``value`` if it is still the cached token (DOKU rejected it)."""
+        if self._token is not None and self._token.value == value:
+            self._token = None
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight."""
+        inflight = self._inflight
+        self._inflight = None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await inflight

@@ -1,0 +1,118 @@
+"""The only module that uses aiohttp's client: one pooled session, errors mapped at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+from . import _constants as C
+from ._exceptions import DokuConnectionError, DokuTimeoutError
+from ._version import __version__
+
+__all__ = ["RawResponse", "Transport"]
+
+
+class RawResponse:
+    """Status, headers and bytes of one HTTP answer."""
+
+    __slots__ = ("body", "elapsed", "headers", "status")
+
+    def __init__(
+        self, status: int, headers: Mapping[str, str], body: bytes, elapsed: float
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"RawResponse(status={self.status}, bytes={len(self.body)})"
+
+
+class Transport:
+    """Sends requests over one pooled :class:`aiohttp.ClientSession`.
+
+    The session is created lazily inside the running loop (never in a constructor) unless the
+    user lends one; a lent session is never closed by us.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        connect_timeout: float,
+        pool_size: int,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._connect_timeout = connect_timeout
+        self._pool_size = pool_size
+        self._closed = False
+        self._user_agent = f"{C.USER_AGENT}/{__version__}"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` ran."""
+        return self._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self._user_agent},
+                skip_auto_headers=("Content-Type",),
+            )
+        return session
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float
+    ) -> RawResponse:
+        """POST ``body``; return the answer or raise a typed transport error.
+
+        ``request_sent`` on the raised error is ``False`` only when the request certainly did
+        not reach the server (connection refused, DNS failure, connect timeout).
+        """
+        if self._closed:
+            raise DokuConnectionError("the client is closed", request_sent=False)
+        session = self._get_session()
+        client_timeout = aiohttp.ClientTimeout(
+            total=max(timeout, 0.001), sock_connect=min(self._connect_timeout, max(timeout, 0.001))
+        )
+        started = time.perf_counter()
+        try:
+            async with session.post(
+                url, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
+            ) as resp:
+                data = await resp.read()
+                return RawResponse(resp.status, resp.headers, data, time.perf_counter() - started)
+        except aiohttp.ConnectionTimeoutError:
+            raise DokuTimeoutError("timed out connecting to DOKU", request_sent=False) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise DokuTimeoutError(
+                f"no answer from DOKU within {timeout:.3g}s", request_sent=True
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise DokuConnectionError(
+                f"cannot connect to DOKU: {exc.os_error.strerror or type(exc.os_error).__name__}",
+                request_sent=False,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise DokuConnectionError(
+                f"connection to DOKU failed: {type(exc).__name__}", request_sent=True
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the session if we own it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        session = self._session
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+            # Let the connector's transports finish closing before the loop may end.
+            await asyncio.sleep(0)

@@ -1,0 +1,106 @@
+"""Argument checks run before any I/O. Each raises :class:`RequestValidationError` naming the
+field; messages describe the problem, never echo a possibly sensitive value."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from ._exceptions import RequestValidationError
+
+__all__ = ["amount", "digits", "optional_text", "phone", "text"]
+
+_PHONE = re.compile(r"62[0-9]{7,12}")
+_TWO_PLACES = Decimal("0.01")
+
+
+def text(
+    field: str,
+    value: object,
+    *,
+    max_len: int,
+    min_len: int = 1,
+    pattern: re.Pattern[str] | None = None,
+    allowed: str = "",
+) -> str:
+    """A required string of ``min_len..max_len`` characters, optionally matching ``pattern``."""
+    if not isinstance(value, str):
+        raise RequestValidationError(field, f"must be a string, not {type(value).__name__}")
+    if not value.strip() and min_len > 0:
+        raise RequestValidationError(field, "must not be empty")
+    n = len(value)
+    if n < min_len or n > max_len:
+        if min_len == max_len:
+            raise RequestValidationError(field, f"must be exactly {max_len} characters (got {n})")
+        raise RequestValidationError(field, f"must be {min_len} to {max_len} characters (got {n})")
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise RequestValidationError(field, f"may contain only {allowed or pattern.pattern}")
+    return value
+
+
+def optional_text(
+    field: str,
+    value: object,
+    *,
+    max_len: int,
+    pattern: re.Pattern[str] | None = None,
+    allowed: str = "",
+) -> str | None:
+    """``None`` or a non-empty string of at most ``max_len`` characters."""
+    if value is None:
+        return None
+    return text(field, value, max_len=max_len, pattern=pattern, allowed=allowed)
+
+
+def digits(field: str, value: object, *, max_len: int, min_len: int = 1) -> str:
+    """A required string of ASCII digits, ``min_len..max_len`` long."""
+    checked = text(field, value, max_len=max_len, min_len=min_len)
+    if not (checked.isascii() and checked.isdigit()):
+        raise RequestValidationError(field, "may contain only digits 0-9")
+    return checked
+
+
+def phone(field: str, value: object) -> str:
+    """An Indonesian phone number in ``62...`` form, 9 to 14 digits in all."""
+    checked = text(field, value, max_len=14, min_len=1)
+    if _PHONE.fullmatch(checked) is None:
+        raise RequestValidationError(
+            field, "must be a phone number in 62... form with 9 to 14 digits (e.g. 628115678890)"
+        )
+    return checked
+
+
+def amount(
+    field: str,
+    value: object,
+    *,
+    minimum: Decimal = _TWO_PLACES,
+    maximum: Decimal = Decimal("99999999999999.99"),
+) -> Decimal:
+    """A positive amount with at most two decimals, returned quantized to exactly two.
+
+    Accepts :class:`~decimal.Decimal`, ``int`` or a numeric string. Floats are refused: binary
+    floating point cannot hold most cent values exactly.
+    """
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        if isinstance(value, float):
+            raise RequestValidationError(
+                field, "must be a Decimal, int or str, not float (floats lose cents)"
+            )
+        raise RequestValidationError(
+            field, f"must be a Decimal, int or str, not {type(value).__name__}"
+        )
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(value)
+    except InvalidOperation:
+        raise RequestValidationError(field, "is not a number") from None
+    if not dec.is_finite():
+        raise RequestValidationError(field, "must be a finite number")
+    exponent = dec.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2 and dec != dec.quantize(_TWO_PLACES):
+        raise RequestValidationError(field, "must have at most 2 decimal places")
+    if dec < minimum:
+        raise RequestValidationError(field, f"must be at least {minimum}")
+    if dec > maximum:
+        raise RequestValidationError(field, f"must be at most {maximum}")
+    return dec.quantize(_TWO_PLACES)

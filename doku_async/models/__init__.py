@@ -1,0 +1,48 @@
+"""Typed msgspec Structs for DOKU's request and response bodies."""
+
+from ._base import Amount, RequestStruct, ResponseStruct, SnapResponse
+from .kirim import (
+    AccountInfo,
+    AccountInquiryAdditionalInfo,
+    AccountInquiryRequest,
+    AccountInquiryResponse,
+    AccountInquiryResponseInfo,
+    BalanceInquiryRequest,
+    BalanceInquiryResponse,
+    BalanceInquiryResponseInfo,
+    CheckStatusRequest,
+    CheckStatusResponse,
+    TokenRequest,
+    TokenResponse,
+    TransactionStatus,
+    TransferBankAdditionalInfo,
+    TransferBankRequest,
+    TransferBankResponse,
+    TransferBankResponseInfo,
+    TransferResult,
+)
+
+__all__ = [
+    "AccountInfo",
+    "AccountInquiryAdditionalInfo",
+    "AccountInquiryRequest",
+    "AccountInquiryResponse",
+    "AccountInquiryResponseInfo",
+    "Amount",
+    "BalanceInquiryRequest",
+    "BalanceInquiryResponse",
+    "BalanceInquiryResponseInfo",
+    "CheckStatusRequest",
+    "CheckStatusResponse",
+    "RequestStruct",
+    "ResponseStruct",
+    "SnapResponse",
+    "TokenRequest",
+    "TokenResponse",
+    "TransactionStatus",
+    "TransferBankAdditionalInfo",
+    "TransferBankRequest",
+    "TransferBankResponse",
+    "TransferBankResponseInfo",
+    "TransferResult",
+]

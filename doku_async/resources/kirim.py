@@ -1,0 +1,324 @@
+"""``doku.kirim``: Kirim DOKU bank payouts over SNAP."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .. import _serde
+from .. import _validation as v
+from .._base_client import SnapOperation, SnapRequester, build_result
+from .._constants import DEFAULT_CURRENCY
+from ..models._base import Amount
+from ..models.kirim import (
+    AccountInquiryAdditionalInfo,
+    AccountInquiryRequest,
+    AccountInquiryResponse,
+    BalanceInquiryRequest,
+    BalanceInquiryResponse,
+    CheckStatusRequest,
+    CheckStatusResponse,
+    TransferBankAdditionalInfo,
+    TransferBankRequest,
+    TransferBankResponse,
+    TransferResult,
+)
+
+if TYPE_CHECKING:
+    from .._client import DokuClient
+
+__all__ = ["Kirim"]
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_CODE = re.compile(r"[0-9]{1,2}")
+_PARTNER_REF = re.compile(r"[\x21-\x7e]+")
+_PARTNER_REF_ALLOWED = "visible ASCII characters (no spaces)"
+
+
+def _partner_ref(field: str, value: object) -> str:
+    return v.text(field, value, max_len=64, pattern=_PARTNER_REF, allowed=_PARTNER_REF_ALLOWED)
+
+
+def _amount(value: object, currency: object) -> Amount:
+    return Amount(
+        value=v.amount("amount", value),
+        currency=v.text(
+            "currency", currency, max_len=3, min_len=3, pattern=_CURRENCY, allowed="A-Z"
+        ),
+    )
+
+
+class Kirim:
+    """Kirim DOKU operations: account inquiry, balance inquiry, transfer to bank, check status.
+
+    Reach it as ``doku.kirim``. Every method validates its arguments before any I/O and raises
+    :class:`~doku_async.RequestValidationError` naming the bad field.
+    """
+
+    def __init__(self, client: DokuClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return "Kirim()"
+
+    def _ops(self) -> tuple[SnapRequester, dict[str, SnapOperation]]:
+        return self._client._snap()
+
+    async def account_inquiry(
+        self,
+        *,
+        partner_reference_no: str,
+        customer_number: str,
+        beneficiary_account_number: str,
+        beneficiary_bank_code: str,
+        beneficiary_account_name: str,
+        amount: Decimal | int | str,
+        currency: str = DEFAULT_CURRENCY,
+        sender_country_code: str = "ID",
+        channel_code: str | None = None,
+    ) -> AccountInquiryResponse:
+        """Check a beneficiary account before paying it (mandatory before ``transfer_bank``).
+
+        Args:
+            partner_reference_no: your reference for the inquiry (at most 64 characters).
+            customer_number: the sender's phone number in ``62...`` form.
+            beneficiary_account_number: the destination account (digits, at most 32).
+            beneficiary_bank_code: the destination bank code, e.g. ``"014"``.
+            beneficiary_account_name: the name you expect on the account (DOKU rejects empty).
+            amount: the amount you intend to send (``Decimal``, int or str; 2 decimals at most).
+            currency: ISO currency, ``"IDR"``.
+            sender_country_code: ISO country of the sender (DOKU rejects empty), ``"ID"``.
+            channel_code: optional channel, e.g. ``"07"``.
+
+        Returns:
+            The inquiry answer; pass its ``session_id`` to :meth:`transfer_bank`.
+        """
+        request = AccountInquiryRequest(
+            partner_reference_no=_partner_ref("partner_reference_no", partner_reference_no),
+            customer_number=v.phone("customer_number", customer_number),
+            amount=_amount(amount, currency),
+            beneficiary_account_number=v.digits(
+                "beneficiary_account_number", beneficiary_account_number, max_len=32
+            ),
+            additional_info=AccountInquiryAdditionalInfo(
+                channel_code=v.optional_text(
+                    "channel_code", channel_code, max_len=2, pattern=_CODE, allowed="digits"
+                ),
+                beneficiary_bank_code=v.digits(
+                    "beneficiary_bank_code", beneficiary_bank_code, max_len=8
+                ),
+                beneficiary_account_name=v.text(
+                    "beneficiary_account_name", beneficiary_account_name, max_len=100
+                ),
+                sender_country_code=v.text(
+                    "sender_country_code",
+                    sender_country_code,
+                    max_len=2,
+                    min_len=2,
+                    pattern=_COUNTRY,
+                    allowed="A-Z",
+                ),
+            ),
+        )
+        requester, ops = self._ops()
+        return await requester.read(
+            ops["account_inquiry"],
+            _serde.encode(request),
+            AccountInquiryResponse,
+            references={"partnerReferenceNo": request.partner_reference_no},
+        )
+
+    async def balance_inquiry(
+        self, *, account_no: str, partner_reference_no: str | None = None
+    ) -> BalanceInquiryResponse:
+        """Read the Kirim DOKU balance.
+
+        Args:
+            account_no: your Kirim DOKU agent key, e.g. ``"A41879"`` (at most 16 characters).
+            partner_reference_no: optional reference (at most 64 characters).
+
+        Returns:
+            The balance answer; ``available_balance`` reads it whatever shape DOKU used.
+        """
+        request = BalanceInquiryRequest(
+            partner_reference_no=None
+            if partner_reference_no is None
+            else _partner_ref("partner_reference_no", partner_reference_no),
+            account_no=v.text("account_no", account_no, max_len=16),
+        )
+        requester, ops = self._ops()
+        refs = {} if partner_reference_no is None else {"partnerReferenceNo": partner_reference_no}
+        return await requester.read(
+            ops["balance_inquiry"], _serde.encode(request), BalanceInquiryResponse, references=refs
+        )
+
+    async def transfer_bank(
+        self,
+        *,
+        partner_reference_no: str,
+        customer_number: str,
+        beneficiary_account_number: str,
+        beneficiary_bank_code: str,
+        amount: Decimal | int | str,
+        currency: str = DEFAULT_CURRENCY,
+        session_id: str | None = None,
+        fee_type: str | None = None,
+        channel_code: str | None = None,
+        beneficiary_account_name: str | None = None,
+        beneficiary_first_name: str | None = None,
+        beneficiary_last_name: str | None = None,
+        beneficiary_phone_number: str | None = None,
+        beneficiary_bank_name: str | None = None,
+        sender_country_code: str | None = None,
+        sender_first_name: str | None = None,
+        sender_last_name: str | None = None,
+        sender_personal_id: str | None = None,
+        sender_personal_id_type: str | None = None,
+        remark: str | None = None,
+    ) -> TransferResult:
+        """Send money to a bank account, under the money rule.
+
+        ``partner_reference_no`` is the transfer's idempotency key: keep it with your payout
+        record, and never pay the same obligation under a new one. If the first answer leaves
+        the outcome unclear (timeout after sending, dropped connection, 5xx, 504, 202, 409),
+        the SDK asks check status with the original references and returns the real outcome;
+        only a definite "not found" lets it send once more, with the same references.
+
+        Args:
+            partner_reference_no: your unique reference (at most 64 characters).
+            customer_number: the sender's phone number in ``62...`` form.
+            beneficiary_account_number: destination account (digits, at most 32).
+            beneficiary_bank_code: destination bank code, e.g. ``"014"``.
+            amount: positive, at most 2 decimals (``Decimal``, int or str; never float).
+            currency: ISO currency, ``"IDR"``.
+            session_id: the account inquiry's ``session_id`` (at most 25 characters).
+            fee_type: optional fee type (at most 25 characters).
+            channel_code: optional channel, e.g. ``"07"``.
+            beneficiary_account_name: and the other ``additionalInfo`` fields: optional text.
+            beneficiary_first_name: optional.
+            beneficiary_last_name: optional.
+            beneficiary_phone_number: optional phone number in ``62...`` form.
+            beneficiary_bank_name: optional.
+            sender_country_code: optional ISO country, e.g. ``"ID"``.
+            sender_first_name: optional.
+            sender_last_name: optional.
+            sender_personal_id: optional identity number.
+            sender_personal_id_type: optional identity type, e.g. ``"KTP"``.
+            remark: optional note (at most 100 characters).
+
+        Returns:
+            A :class:`TransferResult` with ``status`` ``"success"`` or ``"pending"``.
+
+        Raises:
+            RequestValidationError: bad argument; nothing was sent.
+            BusinessRejectionError: and the other :class:`DokuAPIError` subclasses when DOKU
+                definitely rejected it (nothing was paid).
+            TransferFailedError: check status reports it failed, refunded or canceled.
+            TransferOutcomeUnknownError: the outcome could not be settled; carries the references.
+        """
+        opt = v.optional_text
+        info = TransferBankAdditionalInfo(
+            channel_code=opt(
+                "channel_code", channel_code, max_len=2, pattern=_CODE, allowed="digits"
+            ),
+            beneficiary_first_name=opt(
+                "beneficiary_first_name", beneficiary_first_name, max_len=50
+            ),
+            beneficiary_last_name=opt("beneficiary_last_name", beneficiary_last_name, max_len=50),
+            beneficiary_phone_number=None
+            if beneficiary_phone_number is None
+            else v.phone("beneficiary_phone_number", beneficiary_phone_number),
+            beneficiary_bank_name=opt("beneficiary_bank_name", beneficiary_bank_name, max_len=100),
+            beneficiary_account_name=opt(
+                "beneficiary_account_name", beneficiary_account_name, max_len=100
+            ),
+            sender_country_code=opt(
+                "sender_country_code",
+                sender_country_code,
+                max_len=2,
+                pattern=_COUNTRY,
+                allowed="A-Z",
+            ),
+            sender_first_name=opt("sender_first_name", sender_first_name, max_len=50),
+            sender_last_name=opt("sender_last_name", sender_last_name, max_len=50),
+            sender_personal_id=opt("sender_personal_id", sender_personal_id, max_len=50),
+            sender_personal_id_type=opt(
+                "sender_personal_id_type", sender_personal_id_type, max_len=20
+            ),
+            remark=opt("remark", remark, max_len=100),
+        )
+        request = TransferBankRequest(
+            partner_reference_no=_partner_ref("partner_reference_no", partner_reference_no),
+            customer_number=v.phone("customer_number", customer_number),
+            beneficiary_account_number=v.digits(
+                "beneficiary_account_number", beneficiary_account_number, max_len=32
+            ),
+            beneficiary_bank_code=v.digits(
+                "beneficiary_bank_code", beneficiary_bank_code, max_len=8
+            ),
+            amount=_amount(amount, currency),
+            session_id=opt("session_id", session_id, max_len=25),
+            fee_type=opt("fee_type", fee_type, max_len=25),
+            additional_info=None if info == TransferBankAdditionalInfo() else info,
+        )
+        requester, ops = self._ops()
+        status, response, found, external_id, resent = await requester.transfer(
+            ops["transfer_bank"],
+            ops["check_status"],
+            _serde.encode(request),
+            request.partner_reference_no,
+            TransferBankResponse,
+        )
+        return build_result(
+            status, response, found, request.partner_reference_no, external_id, resent
+        )
+
+    async def check_status(
+        self,
+        *,
+        original_partner_reference_no: str,
+        original_reference_no: str | None = None,
+        original_external_id: str | None = None,
+        service_code: str | None = None,
+    ) -> CheckStatusResponse:
+        """Ask for a transfer's latest status.
+
+        Args:
+            original_partner_reference_no: the transfer's ``partner_reference_no``.
+            original_reference_no: DOKU's ``referenceNo`` or the inquiry ``sessionId``, if known.
+            original_external_id: the transfer's ``X-EXTERNAL-ID``, if known (digits, at most 32).
+            service_code: the original transaction's service code; default from the client
+                (``"43"``, as in DOKU's example).
+
+        Returns:
+            The answer; ``transaction_status`` is ``"00"`` success ... ``"07"`` not found (see
+            :class:`TransactionStatus`).
+        """
+        requester, ops = self._ops()
+        request = CheckStatusRequest(
+            original_partner_reference_no=_partner_ref(
+                "original_partner_reference_no", original_partner_reference_no
+            ),
+            original_reference_no=v.optional_text(
+                "original_reference_no", original_reference_no, max_len=64
+            ),
+            original_external_id=None
+            if original_external_id is None
+            else v.digits("original_external_id", original_external_id, max_len=32),
+            service_code=v.text(
+                "service_code",
+                self._client.check_status_service_code if service_code is None else service_code,
+                max_len=2,
+                min_len=2,
+                pattern=_CODE,
+                allowed="digits",
+            ),
+        )
+        return await requester.read(
+            ops["check_status"],
+            _serde.encode(request),
+            CheckStatusResponse,
+            references={"originalPartnerReferenceNo": request.original_partner_reference_no},
+        )
