@@ -267,6 +267,9 @@ class SnapRequester:
     # --- one signed attempt ------------------------------------------------------------------
 
     async def _token(self, deadline: float, references: Mapping[str, str]) -> str:
+        cached = self.tokens.peek()
+        if cached is not None:
+            return cached
         remaining = deadline - self._clock()
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
@@ -521,8 +524,7 @@ class SnapRequester:
                 raise TransferOutcomeUnknownError(
                     f"{_TRANSFER_UNCLEAR} and check status could not settle it "
                     f"({type(unclear).__name__}); do not resend with new references",
-                    partner_reference_no=partner_reference_no,
-                    external_id=external_id,
+                    references=refs,
                     last_error=unclear,
                 )
             status_code = found.transaction_status
@@ -533,8 +535,7 @@ class SnapRequester:
                 raise TransferOutcomeUnknownError(
                     f"{_TRANSFER_UNCLEAR}: DOKU does not find it even after one resend with the "
                     "same references",
-                    partner_reference_no=partner_reference_no,
-                    external_id=external_id,
+                    references=refs,
                     last_error=unclear,
                 )
             if status_code == TransactionStatus.SUCCESS:
@@ -554,8 +555,7 @@ class SnapRequester:
             raise TransferOutcomeUnknownError(
                 f"{_TRANSFER_UNCLEAR}: check status answered an undocumented status "
                 f"{status_code!r}",
-                partner_reference_no=partner_reference_no,
-                external_id=external_id,
+                references=refs,
                 last_error=unclear,
             )
 

@@ -17,10 +17,14 @@ from . import _constants as C
 from ._base_client import SnapOperation, SnapRequester
 from ._config import KirimPaths, Timeouts
 from ._exceptions import ConfigurationError
+from ._nonsnap import NonSnapOperation, NonSnapRequester, ResponseSignatureMode
 from ._retry import RetryPolicy
-from ._signing import HmacKey, TimestampFormat, load_private_key
+from ._signing import HmacKey, NonSnapAlgorithm, TimestampFormat, load_private_key
 from ._transport import Transport
 from .resources.kirim import Kirim
+from .resources.payout_links import PayoutLinks
+from .resources.rdl import Rdl
+from .resources.transfers import Transfers
 
 __all__ = ["DokuClient"]
 
@@ -55,6 +59,10 @@ class DokuClient:
         timeouts: connect, per-attempt and per-operation limits, see :class:`Timeouts`.
         retry: retry and settlement policy, see :class:`RetryPolicy`.
         check_status_service_code: ``serviceCode`` sent to check status, ``"43"`` by default.
+        payout_link_signature: Payout Link's signature digest, ``"sha256"`` (the Non-SNAP
+            scheme, default) or ``"sha512"`` (the variant its page names; unconfirmed).
+        response_signatures: Non-SNAP answer verification: ``"required"``, ``"if_present"``
+            (default) or ``"off"``.
         token_refresh_margin: refresh the token this many seconds before it expires.
         session: an ``aiohttp.ClientSession`` to borrow; it is not closed by :meth:`aclose`.
         pool_size: connection pool size of the session the client creates.
@@ -79,6 +87,8 @@ class DokuClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         check_status_service_code: str = C.SERVICE_TRANSFER_BANK,
+        payout_link_signature: NonSnapAlgorithm = "sha256",
+        response_signatures: ResponseSignatureMode = "if_present",
         token_refresh_margin: float = C.DEFAULT_TOKEN_REFRESH_MARGIN,
         session: aiohttp.ClientSession | None = None,
         pool_size: int = C.DEFAULT_POOL_SIZE,
@@ -106,6 +116,12 @@ class DokuClient:
         ):
             if fmt not in ("utc", "jakarta"):
                 raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
+        if payout_link_signature not in ("sha256", "sha512"):
+            raise ConfigurationError("payout_link_signature: must be 'sha256' or 'sha512'")
+        if response_signatures not in ("required", "if_present", "off"):
+            raise ConfigurationError(
+                "response_signatures: must be 'required', 'if_present' or 'off'"
+            )
         if not channel_id:
             raise ConfigurationError("channel_id: must not be empty")
         self.client_id = client_id
@@ -159,6 +175,31 @@ class DokuClient:
             wall_clock=self._wall_clock,
         )
         self._tokens = self._requester.tokens
+        sha256 = HmacKey(client_secret, "sha256")
+        link_key = sha256 if payout_link_signature == "sha256" else HmacKey(client_secret, "sha512")
+        self._non_snap_ops: dict[str, NonSnapOperation] = {
+            name: self._non_snap_operation(name, path, key, money)
+            for name, path, key, money in (
+                ("payout_link_initiate", C.PAYOUT_LINK_INITIATE_PATH, link_key, True),
+                ("payout_link_status", C.PAYOUT_LINK_STATUS_PATH, link_key, False),
+                ("transfers", C.SAC_TRANSFERS_PATH, sha256, True),
+                ("rdl", C.RDL_DISBURSEMENTS_PATH, sha256, True),
+            )
+        }
+        self._non_snap_requester = NonSnapRequester(
+            transport=self._transport,
+            snap=self._requester,
+            client_id=client_id,
+            response_signatures=response_signatures,
+            max_attempts=self.retry.max_attempts,
+            wall_clock=self._wall_clock,
+        )
+        self.payout_links = PayoutLinks(self)
+        """Payout Link (Non-SNAP)."""
+        self.transfers = Transfers(self)
+        """Transfers between your sub-accounts (Non-SNAP)."""
+        self.rdl = Rdl(self)
+        """RDL disbursements (Non-SNAP)."""
         self.kirim = Kirim(self)
         """Kirim DOKU operations (SNAP)."""
 
@@ -233,11 +274,22 @@ class DokuClient:
 
     # --- internals used by resources -------------------------------------------------------
 
-    def _operation(self, name: str, path: str, service_code: str) -> SnapOperation:
-        """The operation at ``path`` under ``base_url``; its signed path includes the prefix."""
+    def _locate(self, path: str) -> tuple[str, str]:
+        """``(signed path, URL)`` of ``path`` under ``base_url``; the signed path includes the
+        base URL's own path prefix, so what is signed is exactly what is requested."""
         signed = self._prefix + path
-        origin = self.base_url[: len(self.base_url) - len(self._prefix)]
-        return SnapOperation(name, signed, origin + signed, service_code)
+        return signed, self.base_url[: len(self.base_url) - len(self._prefix)] + signed
+
+    def _operation(self, name: str, path: str, service_code: str) -> SnapOperation:
+        return SnapOperation(name, *self._locate(path), service_code)
+
+    def _non_snap_operation(
+        self, name: str, path: str, key: HmacKey, money_moving: bool
+    ) -> NonSnapOperation:
+        return NonSnapOperation(name, *self._locate(path), key, money_moving)
+
+    def _non_snap(self) -> tuple[NonSnapRequester, dict[str, NonSnapOperation]]:
+        return self._non_snap_requester, self._non_snap_ops
 
     def _snap(self) -> tuple[SnapRequester, dict[str, SnapOperation]]:
         if self._private_key is None:

@@ -44,3 +44,10 @@ DEFAULT_TOKEN_LIFETIME: Final = 900.0
 DEFAULT_POOL_SIZE: Final = 100
 
 USER_AGENT: Final = "doku-async"
+
+# Non-SNAP products.
+PAYOUT_LINK_INITIATE_PATH: Final = "/v1/payout/initiate"
+PAYOUT_LINK_STATUS_PATH: Final = "/v1/payout/status"
+SAC_TRANSFERS_PATH: Final = "/sac-merchant/v1/transfers"
+RDL_DISBURSEMENTS_PATH: Final = "/sac-rdl/v1/rdl-disbursements"
+REQUEST_ID_MAX: Final = 128

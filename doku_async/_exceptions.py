@@ -222,10 +222,11 @@ class SignatureVerificationError(DokuError):
 
 
 class TransferOutcomeUnknownError(DokuError):
-    """The transfer may or may not have happened, and check status could not tell.
+    """A money-moving call may or may not have taken effect, and the SDK could not tell.
 
-    Do not resend with new references. Call ``check_status`` later with
-    ``partner_reference_no`` and ``external_id`` (or resume the bulk run) to settle it.
+    Do not pay again under new references. Settle it later with the references it carries:
+    ``check_status`` with ``partner_reference_no`` and ``external_id`` for Kirim DOKU, a resend
+    with the same ``request_id`` (DOKU replays it) or a status call for the Non-SNAP products.
     ``last_error`` is the error that left the outcome open.
     """
 
@@ -233,14 +234,23 @@ class TransferOutcomeUnknownError(DokuError):
         self,
         message: str,
         *,
-        partner_reference_no: str,
-        external_id: str,
+        references: Mapping[str, str],
         last_error: BaseException | None = None,
     ) -> None:
-        super().__init__(
-            message,
-            references={"partnerReferenceNo": partner_reference_no, "X-EXTERNAL-ID": external_id},
-        )
-        self.partner_reference_no = partner_reference_no
-        self.external_id = external_id
+        super().__init__(message, references=references)
         self.last_error = last_error
+
+    @property
+    def partner_reference_no(self) -> str:
+        """Kirim DOKU ``partnerReferenceNo`` (``""`` for other products)."""
+        return self.references.get("partnerReferenceNo", "")
+
+    @property
+    def external_id(self) -> str:
+        """Kirim DOKU ``X-EXTERNAL-ID`` (``""`` for other products)."""
+        return self.references.get("X-EXTERNAL-ID", "")
+
+    @property
+    def request_id(self) -> str:
+        """Non-SNAP ``Request-Id``, DOKU's idempotency key (``""`` for Kirim DOKU)."""
+        return self.references.get("Request-Id", "")

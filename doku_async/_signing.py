@@ -35,6 +35,7 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "HmacKey",
+    "NonSnapAlgorithm",
     "TimestampFormat",
     "body_sha256_hex",
     "format_timestamp",
@@ -52,6 +53,9 @@ __all__ = [
     "verify_snap_signature",
     "verify_token_signature",
 ]
+
+NonSnapAlgorithm = Literal["sha256", "sha512"]
+"""The HMAC digest of a Non-SNAP signature: ``"sha256"`` (documented) or ``"sha512"``."""
 
 TimestampFormat = Literal["utc", "jakarta"]
 """``"utc"`` gives ``2024-01-12T07:30:00Z``; ``"jakarta"`` gives ``2024-01-12T14:30:00+07:00``."""
@@ -73,10 +77,11 @@ class HmacKey:
     The repr never shows the key.
     """
 
-    __slots__ = ("_template",)
+    __slots__ = ("_template", "algorithm")
 
-    def __init__(self, secret: str | bytes, digest: Literal["sha256", "sha512"]) -> None:
+    def __init__(self, secret: str | bytes, digest: NonSnapAlgorithm) -> None:
         key = secret.encode() if isinstance(secret, str) else secret
+        self.algorithm: NonSnapAlgorithm = digest
         self._template = hmac.new(key, digestmod=digest)
 
     def sign(self, message: bytes) -> str:
@@ -245,17 +250,20 @@ def non_snap_signature(
     body: bytes | None,
     *,
     timestamp_header: str = "Request-Timestamp",
+    algorithm: NonSnapAlgorithm = "sha256",
 ) -> str:
     """Non-SNAP ``Signature`` header: ``"HMACSHA256=" + base64(HMAC-SHA256(secret, component))``.
 
-    ``body`` is ``None`` for GET requests (no Digest line).
+    ``body`` is ``None`` for GET requests (no Digest line). ``algorithm="sha512"`` gives the
+    ``"HMACSHA512="`` variant that Payout Link's page names (unconfirmed by DOKU). A prepared
+    :class:`HmacKey` brings its own algorithm.
     """
-    key = secret if isinstance(secret, HmacKey) else HmacKey(secret, "sha256")
+    key = secret if isinstance(secret, HmacKey) else HmacKey(secret, algorithm)
     digest = None if body is None else non_snap_digest(body)
     component = non_snap_component(
         client_id, request_id, timestamp, target, digest, timestamp_header=timestamp_header
     )
-    return "HMACSHA256=" + key.sign(component)
+    return f"HMAC{key.algorithm.upper()}=" + key.sign(component)
 
 
 def verify_non_snap_signature(
@@ -268,10 +276,18 @@ def verify_non_snap_signature(
     signature: str,
     *,
     timestamp_header: str = "Response-Timestamp",
+    algorithm: NonSnapAlgorithm = "sha256",
 ) -> bool:
     """Check a Non-SNAP signature (by default a response's) in constant time."""
     expected = non_snap_signature(
-        secret, client_id, request_id, timestamp, target, body, timestamp_header=timestamp_header
+        secret,
+        client_id,
+        request_id,
+        timestamp,
+        target,
+        body,
+        timestamp_header=timestamp_header,
+        algorithm=algorithm,
     )
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 

@@ -52,6 +52,13 @@ class TokenCache:
         state = "empty" if self._token is None else "cached"
         return f"TokenCache({state})"
 
+    def peek(self) -> str | None:
+        """The cached token if it is not yet due for refresh, without waiting."""
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token.value
+        return None
+
     async def get(self) -> str:
         """Return a usable token, fetching one if none is cached or it is due for refresh."""
         token = self._token

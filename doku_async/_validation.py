@@ -104,3 +104,27 @@ def amount(
     if dec > maximum:
         raise RequestValidationError(field, f"must be at most {maximum}")
     return dec.quantize(_TWO_PLACES)
+
+
+def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> int:
+    """A whole amount (no cents) between ``minimum`` and ``maximum``, returned as ``int``.
+
+    Accepts ``int``, :class:`~decimal.Decimal` or a numeric string without a fractional part.
+    """
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        if isinstance(value, float):
+            raise RequestValidationError(field, "must be an int, Decimal or str, not float")
+        raise RequestValidationError(
+            field, f"must be an int, Decimal or str, not {type(value).__name__}"
+        )
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(value)
+    except InvalidOperation:
+        raise RequestValidationError(field, "is not a number") from None
+    if not dec.is_finite() or dec != dec.to_integral_value():
+        raise RequestValidationError(field, "must be a whole number (no cents)")
+    if dec < minimum:
+        raise RequestValidationError(field, f"must be at least {minimum}")
+    if dec > maximum:
+        raise RequestValidationError(field, f"must be at most {maximum}")
+    return int(dec)

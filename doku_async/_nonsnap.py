@@ -1,0 +1,250 @@
+"""The Non-SNAP request flow (Payout Link, sub-account Transfers, RDL).
+
+* One ``Request-Id`` per operation, kept across every attempt: it is DOKU's idempotency key.
+  Each attempt gets a fresh ``Request-Timestamp`` and ``Signature``; the body is encoded once.
+* DOKU answers a repeated ``Request-Id`` and body with the original answer and HTTP 409: that
+  is returned as the result, marked ``replayed``, never as a second payout.
+* Answers are verified (``Client-Id``, ``Request-Id``, ``Response-Timestamp``, ``Signature``
+  over the raw bytes) in constant time, per the client's ``response_signatures`` mode.
+* A money-moving call whose outcome is unclear (timeout after sending, dropped connection,
+  408, 5xx) is resent with the same ``Request-Id``; if no resend settles it, an optional status
+  call does (Payout Link), else :class:`TransferOutcomeUnknownError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import msgspec
+
+from . import _serde
+from ._base_client import SnapRequester, error_for
+from ._exceptions import (
+    DokuAPIError,
+    DokuError,
+    DokuTransportError,
+    DuplicateRequestError,
+    RateLimitError,
+    ResponseDecodeError,
+    SignatureVerificationError,
+    TransferOutcomeUnknownError,
+)
+from ._retry import parse_retry_after
+from ._signing import HmacKey, format_timestamp, non_snap_signature, verify_non_snap_signature
+from ._transport import RawResponse, Transport
+from .models._nonsnap import NonSnapError, NonSnapResponse
+
+__all__ = ["NonSnapOperation", "NonSnapRequester", "ResponseSignatureMode"]
+
+log = logging.getLogger("doku_async")
+
+N = TypeVar("N", bound=NonSnapResponse)
+
+ResponseSignatureMode = Literal["required", "if_present", "off"]
+"""How Non-SNAP answers are verified: ``"required"`` (an unsigned answer is an error),
+``"if_present"`` (verify when signed; the default), ``"off"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NonSnapOperation:
+    """One Non-SNAP endpoint: name (for logs), signed path, URL, signing key, and whether it
+    moves money."""
+
+    name: str
+    path: str
+    url: str
+    key: HmacKey
+    money_moving: bool
+
+
+class NonSnapRequester:
+    """Signs, sends, verifies and (when safe) resends Non-SNAP calls for one client.
+
+    Deadlines, backoff and the retry policy are shared with the SNAP flow through ``snap``.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        snap: SnapRequester,
+        client_id: str,
+        response_signatures: ResponseSignatureMode,
+        max_attempts: int,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._transport = transport
+        self._flow = snap
+        self._client_id = client_id
+        self._mode: ResponseSignatureMode = response_signatures
+        self._max_attempts = max_attempts
+        self._wall_clock = wall_clock
+
+    def __repr__(self) -> str:
+        return f"NonSnapRequester(client_id={self._client_id!r}, responses={self._mode!r})"
+
+    def _verify(
+        self, op: NonSnapOperation, raw: RawResponse, request_id: str, refs: Mapping[str, str]
+    ) -> None:
+        if self._mode == "off":
+            return
+        signature = raw.headers.get("Signature")
+        if signature is None:
+            if self._mode == "required":
+                raise SignatureVerificationError(
+                    f"DOKU's answer to {op.path} is not signed", references=refs
+                )
+            return
+        client_id = raw.headers.get("Client-Id", "")
+        echoed = raw.headers.get("Request-Id", "")
+        timestamp = raw.headers.get("Response-Timestamp", "")
+        problem = ""
+        if client_id != self._client_id:
+            problem = "Client-Id does not match"
+        elif echoed != request_id:
+            problem = "Request-Id does not match"
+        elif not timestamp:
+            problem = "Response-Timestamp is missing"
+        elif not verify_non_snap_signature(
+            op.key, client_id, echoed, timestamp, op.path, raw.body, signature
+        ):
+            problem = "Signature does not match"
+        if problem:
+            raise SignatureVerificationError(
+                f"DOKU's answer to {op.path} failed verification: {problem}; do not trust it "
+                "(a money-moving call can be resent with the same request_id to get DOKU's replay)",
+                references=refs,
+            )
+
+    def _error(self, raw: RawResponse, refs: dict[str, str]) -> DokuAPIError:
+        try:
+            body = _serde.decode(NonSnapError, raw.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            body = NonSnapError()
+        if body.data and isinstance(body.data.get("reference_id"), str):
+            refs = {**refs, "reference_id": body.data["reference_id"]}
+        error = error_for(
+            raw.status,
+            "",
+            body.describe(),
+            raw_body=raw.body,
+            references=refs,
+            retry_after=parse_retry_after(raw.headers.get("Retry-After")),
+        )
+        error.details = body.errors if body.errors is not None else body.data
+        return error
+
+    @staticmethod
+    def _decode(raw: RawResponse, response_type: type[N]) -> N | None:
+        try:
+            return _serde.decode(response_type, raw.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    async def call(
+        self,
+        op: NonSnapOperation,
+        body: bytes,
+        response_type: type[N],
+        *,
+        request_id: str,
+        references: Mapping[str, str],
+        resolve: Callable[[], Awaitable[N | None]] | None = None,
+    ) -> N:
+        """Run one operation to a definite answer, or raise a typed error."""
+        flow = self._flow
+        deadline = flow.deadline()
+        refs = {"Request-Id": request_id, **references}
+        attempt_no = 0
+        maybe_sent = False  # some attempt may have reached DOKU without a readable answer
+        while True:
+            attempt_no += 1
+            retry_after: float | None = None
+            ts = format_timestamp("utc", self._wall_clock())
+            headers = {
+                "Content-Type": "application/json",
+                "Client-Id": self._client_id,
+                "Request-Id": request_id,
+                "Request-Timestamp": ts,
+                "Signature": non_snap_signature(
+                    op.key, self._client_id, request_id, ts, op.path, body
+                ),
+            }
+            try:
+                raw = await self._transport.post(
+                    op.url, body, headers, timeout=flow.attempt_timeout(deadline, refs)
+                )
+            except DokuTransportError as exc:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("POST %s -> %s (attempt %d)", op.path, type(exc).__name__, attempt_no)
+                last: DokuError = type(exc)(
+                    exc.message, request_sent=exc.request_sent, references=refs
+                )
+                maybe_sent = maybe_sent or exc.request_sent
+            else:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "POST %s -> %d in %.1fms (attempt %d)",
+                        op.path,
+                        raw.status,
+                        raw.elapsed * 1000,
+                        attempt_no,
+                    )
+                self._verify(op, raw, request_id, refs)
+                status = raw.status
+                if 200 <= status < 300 or status == 409:
+                    decoded = self._decode(raw, response_type)
+                    if decoded is not None and (status != 409 or decoded.is_result()):
+                        decoded.request_id = request_id
+                        decoded.replayed = status == 409
+                        return decoded
+                    if status != 409:
+                        raise ResponseDecodeError(
+                            f"cannot decode DOKU's answer (HTTP {status})",
+                            http_status=status,
+                            raw_body=raw.body,
+                            references=refs,
+                        )
+                    error = self._error(raw, refs)
+                    raise DuplicateRequestError(
+                        "DOKU answered 409 without a result: the Request-Id or the reference "
+                        f"was already used ({error.response_message})",
+                        http_status=409,
+                        response_message=error.response_message,
+                        raw_body=raw.body,
+                        references=error.references,
+                        details=error.details,
+                    )
+                error = self._error(raw, refs)
+                if isinstance(error, RateLimitError):
+                    retry_after = error.retry_after
+                elif status == 408 or status >= 500:
+                    maybe_sent = True
+                else:
+                    raise error
+                last = error
+            if not await flow.backoff_or_give_up(
+                attempt_no, self._max_attempts, deadline, retry_after
+            ):
+                break
+        if not (op.money_moving and maybe_sent):
+            raise last
+        if resolve is not None:
+            try:
+                found = await resolve()
+            except DokuError:
+                found = None
+            if found is not None:
+                found.request_id = request_id
+                found.resolved_by_status = True
+                return found
+        raise TransferOutcomeUnknownError(
+            f"the outcome of {op.name} is unclear after {attempt_no} attempt(s) with the same "
+            f"Request-Id ({type(last).__name__}); resend with the same request_id later, never "
+            "with a new one",
+            references=refs,
+            last_error=last,
+        )

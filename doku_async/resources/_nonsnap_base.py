@@ -1,0 +1,33 @@
+"""Shared helpers of the Non-SNAP resources."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from .. import _validation as v
+from .._constants import REQUEST_ID_MAX
+from .._nonsnap import NonSnapOperation, NonSnapRequester
+
+if TYPE_CHECKING:
+    from .._client import DokuClient
+
+
+def request_id_or_new(request_id: str | None) -> str:
+    """Validate a caller's ``Request-Id`` or make a fresh one (a UUID4)."""
+    if request_id is None:
+        return str(uuid.uuid4())
+    return v.text("request_id", request_id, max_len=REQUEST_ID_MAX)
+
+
+class NonSnapResource:
+    """Base of the Non-SNAP product resources."""
+
+    def __init__(self, client: DokuClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _requester(self) -> tuple[NonSnapRequester, dict[str, NonSnapOperation]]:
+        return self._client._non_snap()
