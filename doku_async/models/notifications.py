@@ -1,0 +1,145 @@
+"""Kirim DOKU notification bodies (DOKU calls you)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Final
+
+import msgspec
+
+from ._base import normalize_code
+
+__all__ = [
+    "Notification",
+    "NotificationStatus",
+    "RefundNotification",
+    "UnpaidNotification",
+    "parse_process_date",
+]
+
+_WIB = timezone(timedelta(hours=7), "WIB")
+_PROCESS_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})\s*(?:'T'|T|\s)\s*(\d{2}):(\d{2})(?::(\d{2}))?(?:[.,]\d+)?\s*(Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def parse_process_date(text: str | None, *, assume: timezone = _WIB) -> datetime | None:
+    """Parse DOKU's ``processDate`` in its odd forms (``2024-01-12'T'07:30:12``,
+    ``2024-01-12T07:30:12``, ``2024-01-12 07:30:12``, optional fraction and offset).
+
+    A date without an offset is taken as Jakarta time (WIB, +07:00) unless ``assume`` says
+    otherwise. Returns ``None`` for text it cannot read; never raises.
+    """
+    if not text:
+        return None
+    match = _PROCESS_DATE.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, offset = match.groups()
+    tz: timezone = assume
+    if offset == "Z":
+        tz = UTC
+    elif offset:
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz
+        )
+    except ValueError:
+        return None
+
+
+class NotificationStatus:
+    """``transactionStatus`` values of an Unpaid notification; unknown codes are tolerated."""
+
+    SUCCESS: Final = "50"
+    FAILED: Final = "35"
+    UNPAID: Final = "20"
+    REFUNDED: Final = "40"
+
+    DESCRIPTIONS: Final = {"50": "success", "35": "failed", "20": "unpaid", "40": "refunded"}
+    FINAL: Final = frozenset({"50", "35", "40"})
+
+    @classmethod
+    def describe(cls, code: str) -> str:
+        """A word for ``code``; ``"unknown (XX)"`` for undocumented codes."""
+        return cls.DESCRIPTIONS.get(code, f"unknown ({code})")
+
+    @classmethod
+    def is_final(cls, code: str) -> bool:
+        """Whether ``code`` is success, failed or refunded."""
+        return code in cls.FINAL
+
+
+class _NotificationBase(msgspec.Struct, rename="camel", kw_only=True):
+    transaction_id: str
+    activity_code: str | int | None = None
+    message: str | None = None
+    process_date: str | None = None
+    request_id: str = ""
+    """The ``requestId`` header it arrived with (set by the verifier, not the body)."""
+    agent_key: str = ""
+    """The ``agentKey`` header it arrived with (set by the verifier, not the body)."""
+
+    @property
+    def processed_at(self) -> datetime | None:
+        """``processDate`` parsed, see :func:`parse_process_date`; ``None`` if unreadable."""
+        return parse_process_date(self.process_date)
+
+
+class UnpaidNotification(_NotificationBase, kw_only=True):
+    """An Unpaid notification: a transfer went UNPAID, then SUCCESS or FAILED.
+
+    ``transaction_status`` is ``"50"`` success, ``"35"`` failed, ``"20"`` unpaid or ``"40"``
+    refunded (see :class:`NotificationStatus`); numbers are accepted and kept as text.
+    """
+
+    invoice_number: str
+    transaction_status: str | int
+    send_trx_id: str | None = None
+    created_time: str | int | None = None
+
+    @property
+    def status(self) -> str:
+        """``transactionStatus`` as text."""
+        return normalize_code(self.transaction_status, 2)
+
+    @property
+    def created_at(self) -> datetime | None:
+        """``createdTime`` (epoch milliseconds, text or number) as a UTC datetime."""
+        try:
+            millis = int(self.created_time) if self.created_time is not None else None
+        except ValueError:
+            return None
+        if millis is None:
+            return None
+        try:
+            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+
+    @property
+    def kind(self) -> str:
+        """``"unpaid"``."""
+        return "unpaid"
+
+
+class RefundNotification(_NotificationBase, kw_only=True):
+    """A Refund notification: a transfer's money came back."""
+
+    @property
+    def status(self) -> str:
+        """Always ``"40"`` (refunded)."""
+        return NotificationStatus.REFUNDED
+
+    @property
+    def kind(self) -> str:
+        """``"refund"``."""
+        return "refund"
+
+
+Notification = UnpaidNotification | RefundNotification
+"""Either notification type."""

@@ -1,0 +1,162 @@
+"""Framework-free verification and parsing of Kirim DOKU notifications."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from .._exceptions import DokuError, SignatureVerificationError
+from .._signing import kirim_notification_signature
+from ..models.notifications import Notification, RefundNotification, UnpaidNotification
+
+__all__ = [
+    "AesSignatureVerifier",
+    "NotificationParseError",
+    "NotificationVerifier",
+    "WebhookVerificationError",
+    "parse_notification",
+    "sign_kirim_notification",
+    "verify_and_parse",
+]
+
+NotificationKind = Literal["unpaid", "refund"]
+
+_unpaid_decoder = msgspec.json.Decoder(UnpaidNotification)
+_refund_decoder = msgspec.json.Decoder(RefundNotification)
+_MAX_HEADER = 512
+
+
+class WebhookVerificationError(SignatureVerificationError):
+    """A notification's headers are missing, malformed or do not verify. Answer 401."""
+
+
+class NotificationParseError(DokuError):
+    """A notification's body is not valid JSON of the expected shape. Answer 400."""
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lowered:
+                value = candidate
+                break
+    if value is None or not value.strip():
+        raise WebhookVerificationError(f"missing {name} header")
+    if len(value) > _MAX_HEADER or not value.isprintable():
+        raise WebhookVerificationError(f"malformed {name} header")
+    return value.strip()
+
+
+class NotificationVerifier(Protocol):
+    """Checks a notification's headers (and body, if the scheme covers it).
+
+    Return the ``(request_id, agent_key)`` it authenticated, or raise
+    :class:`WebhookVerificationError`. Plug your own when DOKU tells you another scheme.
+    """
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        """Authenticate one notification."""
+        ...
+
+
+class AesSignatureVerifier:
+    """The legacy KIRIMDOKU scheme: ``signature = base64(AES-ECB(encryption key,
+    agentKey + requestId))``, compared in constant time.
+
+    ``keys`` maps each accepted agent key to its encryption key or keys (several during a
+    rotation). The scheme does not cover the body, which is why the receiver also checks the
+    agent key, de-duplicates on ``requestId`` and should confirm outcomes with check status.
+    """
+
+    def __init__(self, keys: Mapping[str, str | Sequence[str]]) -> None:
+        if not keys:
+            raise ValueError("AesSignatureVerifier needs at least one agent key")
+        self._keys: dict[str, tuple[str, ...]] = {}
+        for agent_key, enc in keys.items():
+            encs = (enc,) if isinstance(enc, str) else tuple(enc)
+            if not agent_key or not encs:
+                raise ValueError("every agent key needs at least one encryption key")
+            for key in encs:
+                kirim_notification_signature(agent_key, "probe", key)  # validates the key length
+            self._keys[agent_key] = encs
+
+    @classmethod
+    def single(cls, agent_key: str, encryption_keys: str | Iterable[str]) -> AesSignatureVerifier:
+        """One agent key with one encryption key, or several during a rotation."""
+        keys = (encryption_keys,) if isinstance(encryption_keys, str) else tuple(encryption_keys)
+        return cls({agent_key: keys})
+
+    def __repr__(self) -> str:
+        return f"AesSignatureVerifier(agent_keys={sorted(self._keys)!r}, encryption_keys=***)"
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        """Check ``requestId``, ``agentKey`` and ``signature`` headers."""
+        request_id = _header(headers, "requestId")
+        agent_key = _header(headers, "agentKey")
+        signature = _header(headers, "signature").encode("utf-8", "replace")
+        encs = self._keys.get(agent_key)
+        if encs is None:
+            raise WebhookVerificationError("unknown agentKey")
+        ok = False
+        for key in encs:  # every key is tried, so timing does not tell which one matched
+            expected = kirim_notification_signature(agent_key, request_id, key).encode()
+            ok |= hmac.compare_digest(expected, signature)
+        if not ok:
+            raise WebhookVerificationError("signature does not verify")
+        return request_id, agent_key
+
+
+def parse_notification(body: bytes, kind: NotificationKind | None = None) -> Notification:
+    """Decode a notification body. ``kind=None`` tells them apart by their fields
+    (an Unpaid notification carries ``transactionStatus``)."""
+    if kind is None:
+        kind = "unpaid" if b"transactionStatus" in body else "refund"
+    decoder = _unpaid_decoder if kind == "unpaid" else _refund_decoder
+    try:
+        notification: Notification = decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise NotificationParseError(f"invalid {kind} notification: {exc}") from None
+    except msgspec.DecodeError:
+        raise NotificationParseError(f"{kind} notification body is not valid JSON") from None
+    if not notification.transaction_id:
+        raise NotificationParseError("transactionId is empty")
+    return notification
+
+
+def verify_and_parse(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    verifier: NotificationVerifier,
+    kind: NotificationKind | None = None,
+) -> Notification:
+    """Verify a notification's headers, then parse its body.
+
+    Raises:
+        WebhookVerificationError: missing, malformed or wrong headers (answer 401).
+        NotificationParseError: a body that is not a valid notification (answer 400).
+    """
+    request_id, agent_key = verifier.verify(headers, body)
+    notification = parse_notification(body, kind)
+    notification.request_id = request_id
+    notification.agent_key = agent_key
+    return notification
+
+
+def sign_kirim_notification(
+    *, agent_key: str, encryption_key: str, request_id: str | None = None
+) -> dict[str, str]:
+    """The headers DOKU would send with a notification (for tests and the simulator)."""
+    rid = request_id or str(uuid.uuid4())
+    return {
+        "requestId": rid,
+        "agentKey": agent_key,
+        "signature": kirim_notification_signature(agent_key, rid, encryption_key),
+        "Content-Type": "application/json",
+    }
