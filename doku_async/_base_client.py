@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
@@ -135,6 +136,14 @@ def error_for(
     if isinstance(error, RateLimitError):
         error.retry_after = retry_after
     return error
+
+
+class _TokenUnavailable(Exception):
+    """No access token could be had; ``error`` is what to raise (never retried again)."""
+
+    def __init__(self, error: DokuError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _Answer:
@@ -267,6 +276,11 @@ class SnapRequester:
     # --- one signed attempt ------------------------------------------------------------------
 
     async def _token(self, deadline: float, references: Mapping[str, str]) -> str:
+        """The cached token, or one fetched (with its own retries) within the deadline.
+
+        Raises :class:`_TokenUnavailable`: the fetch already retried, so callers must not retry
+        it again, and the operation's own request was never sent.
+        """
         cached = self.tokens.peek()
         if cached is not None:
             return cached
@@ -275,17 +289,24 @@ class SnapRequester:
             async with asyncio.timeout(max(remaining, 0.0)):
                 return await self.tokens.get()
         except TimeoutError:
-            raise DokuTimeoutError(
-                "timed out waiting for an access token", request_sent=False, references=references
+            raise _TokenUnavailable(
+                DokuTimeoutError(
+                    "timed out waiting for an access token",
+                    request_sent=False,
+                    references=references,
+                )
             ) from None
         except DokuTransportError as exc:
-            # The token request failed; the operation's own request was never sent.
             kind = DokuTimeoutError if isinstance(exc, DokuTimeoutError) else DokuConnectionError
-            raise kind(
-                f"cannot get an access token: {exc.message}",
-                request_sent=False,
-                references=references,
+            raise _TokenUnavailable(
+                kind(
+                    f"cannot get an access token: {exc.message}",
+                    request_sent=False,
+                    references=references,
+                )
             ) from None
+        except DokuError as exc:
+            raise _TokenUnavailable(exc) from None
 
     async def attempt(
         self,
@@ -349,6 +370,8 @@ class SnapRequester:
             retry_after: float | None = None
             try:
                 answer = await send_once(attempt_no)
+            except _TokenUnavailable as exc:
+                raise exc.error from None
             except DokuTransportError as exc:
                 last: DokuError = exc
             else:
@@ -465,6 +488,7 @@ class SnapRequester:
         check_op: SnapOperation,
         body: bytes,
         partner_reference_no: str,
+        amount: Decimal,
         response_type: type[R],
     ) -> tuple[str, R | None, CheckStatusResponse | None, str, bool]:
         """Send a transfer under the money rule.
@@ -478,6 +502,20 @@ class SnapRequester:
         refs = {"X-EXTERNAL-ID": external_id, "partnerReferenceNo": partner_reference_no}
         sends = 0
         resent = False
+        # Once a send may have reached DOKU, no later failure may claim "nothing was paid":
+        # that earlier send can still land.
+        earlier: DokuError | None = None
+
+        def give_up(error: DokuError) -> DokuError:
+            if earlier is None:
+                return error
+            return TransferOutcomeUnknownError(
+                f"{_TRANSFER_UNCLEAR}: an earlier send may still take effect and the resend "
+                f"failed ({type(error).__name__}); do not resend with new references",
+                references=refs,
+                last_error=error,
+            )
+
         while True:
             sends += 1
             unclear: DokuError
@@ -486,6 +524,8 @@ class SnapRequester:
                 answer = await self.attempt(
                     op, body, body_hash, external_id, deadline, sends, response_type, refs
                 )
+            except _TokenUnavailable as exc:
+                raise give_up(exc.error) from None
             except DokuTransportError as exc:
                 if exc.request_sent:
                     unclear = exc
@@ -495,7 +535,7 @@ class SnapRequester:
                         sends, self._retry.max_attempts, deadline, None
                     ):
                         continue
-                    raise
+                    raise give_up(exc) from None
             else:
                 disposition = answer.disposition
                 if disposition is Disposition.SUCCESS and answer.decoded is not None:
@@ -509,11 +549,11 @@ class SnapRequester:
                         sends, self._retry.max_attempts, deadline, retry_after
                     ):
                         continue
-                    raise error
+                    raise give_up(error)
                 if disposition in (Disposition.FINAL, Disposition.TOKEN) or (
                     disposition is Disposition.RETRYABLE and status == 403
                 ):
-                    raise error
+                    raise give_up(error)
                 unclear = error  # 5xx, 504, 408, 202, 409, or an undecodable success
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
@@ -531,12 +571,25 @@ class SnapRequester:
             if status_code == TransactionStatus.NOT_FOUND:
                 if not resent:
                     resent = True
+                    earlier = unclear
                     continue
                 raise TransferOutcomeUnknownError(
                     f"{_TRANSFER_UNCLEAR}: DOKU does not find it even after one resend with the "
                     "same references",
                     references=refs,
                     last_error=unclear,
+                )
+            if found.amount is not None and found.amount.value != amount:
+                # partnerReferenceNo is unique at DOKU: this one belongs to another transfer,
+                # so ours was not made and never can be under this reference.
+                raise DuplicateRequestError(
+                    "partnerReferenceNo already belongs to another transfer "
+                    f"(of {found.amount.value}, not {amount}); nothing was paid for this call",
+                    http_status=200,
+                    response_code=found.response_code,
+                    response_message=found.transaction_status_desc or found.response_message,
+                    references=refs,
+                    details=found,
                 )
             if status_code == TransactionStatus.SUCCESS:
                 return "success", None, found, external_id, resent

@@ -107,7 +107,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        base = min(self.max_backoff, self.initial_backoff * (2.0 ** (attempt - 1)))
+        base = min(self.max_backoff, self.initial_backoff * (2.0 ** min(attempt - 1, 62)))
         if self.jitter:
             return base * (0.5 + rand() / 2)
         return base

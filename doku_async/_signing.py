@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
@@ -113,10 +113,9 @@ def load_private_key(key: str | bytes | os.PathLike[str]) -> rsa.RSAPrivateKey:
     if isinstance(key, os.PathLike) or (isinstance(key, str) and "-----BEGIN" not in key):
         try:
             data = Path(key).read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"private_key: cannot read key file ({exc.strerror})"
-            ) from None
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a usable path"
+            raise ConfigurationError(f"private_key: cannot read key file ({reason})") from None
     else:
         data = key.encode() if isinstance(key, str) else key
     try:
@@ -124,7 +123,7 @@ def load_private_key(key: str | bytes | os.PathLike[str]) -> rsa.RSAPrivateKey:
             loaded = serialization.load_pem_private_key(data, password=None)
         else:
             loaded = serialization.load_der_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigurationError(
             "private_key: not a readable unencrypted RSA private key"
         ) from None
@@ -138,7 +137,7 @@ def load_public_key(key: str | bytes) -> rsa.RSAPublicKey:
     data = key.encode() if isinstance(key, str) else key
     try:
         loaded = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigurationError("public_key: not a readable RSA public key") from None
     if not isinstance(loaded, rsa.RSAPublicKey):
         raise ConfigurationError("public_key: the key is not an RSA key")

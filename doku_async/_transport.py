@@ -80,6 +80,8 @@ class Transport:
         if self._closed:
             raise DokuConnectionError("the client is closed", request_sent=False)
         session = self._get_session()
+        if session.closed:
+            raise DokuConnectionError("the aiohttp session is closed", request_sent=False)
         client_timeout = aiohttp.ClientTimeout(
             total=max(timeout, 0.001), sock_connect=min(self._connect_timeout, max(timeout, 0.001))
         )

@@ -96,14 +96,15 @@ def amount(
         raise RequestValidationError(field, "is not a number") from None
     if not dec.is_finite():
         raise RequestValidationError(field, "must be a finite number")
-    exponent = dec.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and dec != dec.quantize(_TWO_PLACES):
+    if dec > maximum:
+        raise RequestValidationError(field, f"must be at most {maximum}")
+    # Bounded above, so quantizing cannot overflow the decimal context.
+    quantized = dec.quantize(_TWO_PLACES)
+    if quantized != dec:
         raise RequestValidationError(field, "must have at most 2 decimal places")
     if dec < minimum:
         raise RequestValidationError(field, f"must be at least {minimum}")
-    if dec > maximum:
-        raise RequestValidationError(field, f"must be at most {maximum}")
-    return dec.quantize(_TWO_PLACES)
+    return quantized
 
 
 def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> int:

@@ -40,7 +40,7 @@ def test_public_classes_have_docstrings() -> None:
     for name in doku_async.__all__:
         obj = getattr(doku_async, name)
         if inspect.isclass(obj):
-            assert obj.__doc__ and obj.__doc__.strip(), name
+            assert (obj.__doc__ or "").strip(), name
 
 
 def test_py_typed_marker_ships() -> None:

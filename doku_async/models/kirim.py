@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Final
 
@@ -55,9 +56,10 @@ class TokenResponse(SnapResponse, kw_only=True):
     def lifetime(self) -> float:
         """``expiresIn`` in seconds (DOKU sends an int or a numeric string)."""
         try:
-            return float(self.expires_in)
+            value = float(self.expires_in)
         except ValueError:
             return 900.0
+        return value if math.isfinite(value) and value > 0 else 900.0
 
 
 # --- account inquiry ------------------------------------------------------------------------

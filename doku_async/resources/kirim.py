@@ -269,6 +269,7 @@ class Kirim:
             ops["check_status"],
             _serde.encode(request),
             request.partner_reference_no,
+            request.amount.value,
             TransferBankResponse,
         )
         return build_result(
@@ -288,7 +289,7 @@ class Kirim:
         Args:
             original_partner_reference_no: the transfer's ``partner_reference_no``.
             original_reference_no: DOKU's ``referenceNo`` or the inquiry ``sessionId``, if known.
-            original_external_id: the transfer's ``X-EXTERNAL-ID``, if known (digits, at most 32).
+            original_external_id: the transfer's ``X-EXTERNAL-ID``, if known (digits, at most 36).
             service_code: the original transaction's service code; default from the client
                 (``"43"``, as in DOKU's example).
 
@@ -296,7 +297,6 @@ class Kirim:
             The answer; ``transaction_status`` is ``"00"`` success ... ``"07"`` not found (see
             :class:`TransactionStatus`).
         """
-        requester, ops = self._ops()
         request = CheckStatusRequest(
             original_partner_reference_no=_partner_ref(
                 "original_partner_reference_no", original_partner_reference_no
@@ -306,7 +306,7 @@ class Kirim:
             ),
             original_external_id=None
             if original_external_id is None
-            else v.digits("original_external_id", original_external_id, max_len=32),
+            else v.digits("original_external_id", original_external_id, max_len=36),
             service_code=v.text(
                 "service_code",
                 self._client.check_status_service_code if service_code is None else service_code,
@@ -316,6 +316,7 @@ class Kirim:
                 allowed="digits",
             ),
         )
+        requester, ops = self._ops()
         return await requester.read(
             ops["check_status"],
             _serde.encode(request),
