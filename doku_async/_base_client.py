@@ -230,6 +230,8 @@ class SnapRequester:
         self._token_op = token_op
         self._token_ts_format: TimestampFormat = token_timestamp_format
         self.tokens = TokenCache(self.fetch_token, clock=clock, refresh_margin=token_refresh_margin)
+        self.on_rate_limited: Callable[[float | None], None] | None = None
+        """Called with the ``Retry-After`` hint (or ``None``) whenever DOKU answers 429."""
         self._client_id = client_id
         self._key = secret_key
         self._channel_id = channel_id
@@ -345,6 +347,8 @@ class SnapRequester:
                 ) from None
             answer = _read_answer(raw, response_type)
             self._log_attempt(op, raw, answer, attempt_no)
+            if self.on_rate_limited is not None and _status_of(raw.status, answer.code) == 429:
+                self.on_rate_limited(parse_retry_after(raw.headers.get("Retry-After")))
             if answer.disposition is Disposition.TOKEN and not refreshed:
                 self.tokens.invalidate(token)
                 refreshed = True
@@ -490,6 +494,7 @@ class SnapRequester:
         partner_reference_no: str,
         amount: Decimal,
         response_type: type[R],
+        external_id: str | None = None,
     ) -> tuple[str, R | None, CheckStatusResponse | None, str, bool]:
         """Send a transfer under the money rule.
 
@@ -498,7 +503,7 @@ class SnapRequester:
         """
         deadline = self.deadline()
         body_hash = body_sha256_hex(body)
-        external_id = new_external_id()
+        external_id = external_id or new_external_id()
         refs = {"X-EXTERNAL-ID": external_id, "partnerReferenceNo": partner_reference_no}
         sends = 0
         resent = False

@@ -38,13 +38,13 @@ def parse_process_date(text: str | None, *, assume: timezone = _WIB) -> datetime
         return None
     year, month, day, hour, minute, second, offset = match.groups()
     tz: timezone = assume
-    if offset == "Z":
-        tz = UTC
-    elif offset:
-        sign = 1 if offset[0] == "+" else -1
-        digits = offset[1:].replace(":", "")
-        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     try:
+        if offset == "Z":
+            tz = UTC
+        elif offset:
+            sign = 1 if offset[0] == "+" else -1
+            digits = offset[1:].replace(":", "")
+            tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
         return datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz
         )

@@ -177,6 +177,7 @@ class Kirim:
         sender_personal_id: str | None = None,
         sender_personal_id_type: str | None = None,
         remark: str | None = None,
+        external_id: str | None = None,
     ) -> TransferResult:
         """Send money to a bank account, under the money rule.
 
@@ -207,6 +208,9 @@ class Kirim:
             sender_personal_id: optional identity number.
             sender_personal_id_type: optional identity type, e.g. ``"KTP"``.
             remark: optional note (at most 100 characters).
+            external_id: the ``X-EXTERNAL-ID`` to send (digits, at most 36); default a fresh
+                random one. Pass your own when you journal it before sending, so a crashed
+                run can settle this transfer by its references.
 
         Returns:
             A :class:`TransferResult` with ``status`` ``"success"`` or ``"pending"``.
@@ -263,17 +267,21 @@ class Kirim:
             fee_type=opt("fee_type", fee_type, max_len=25),
             additional_info=None if info == TransferBankAdditionalInfo() else info,
         )
+        fixed_external_id = (
+            None if external_id is None else v.digits("external_id", external_id, max_len=36)
+        )
         requester, ops = self._ops()
-        status, response, found, external_id, resent = await requester.transfer(
+        status, response, found, used_external_id, resent = await requester.transfer(
             ops["transfer_bank"],
             ops["check_status"],
             _serde.encode(request),
             request.partner_reference_no,
             request.amount.value,
             TransferBankResponse,
+            fixed_external_id,
         )
         return build_result(
-            status, response, found, request.partner_reference_no, external_id, resent
+            status, response, found, request.partner_reference_no, used_external_id, resent
         )
 
     async def check_status(

@@ -46,6 +46,7 @@ class WebhookConfig:
     dedup_ttl: float
     max_body_size: int
     drain_timeout: float
+    inflight: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     processed: int = field(default=0)
     duplicates: int = field(default=0)
     rejected: int = field(default=0)
@@ -140,36 +141,76 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             cfg.rejected += 1
             log.exception("notification verifier raised; answering 401")
             return _reject(401, "notification signature rejected")
+        agent = notification.agent_key
         keys = (
-            f"request:{notification.request_id}",
-            f"trx:{kind}:{notification.transaction_id}:{notification.status}",
+            f"request:{agent}:{notification.request_id}",
+            f"trx:{agent}:{kind}:{notification.transaction_id}:{notification.status}",
         )
-        if not await cfg.dedup_store.claim(keys, cfg.dedup_ttl):
-            cfg.duplicates += 1
-            return _ack(notification.transaction_id, "01", "Already processed")
-        callback = _callback_for(cfg, notification)
-        if callback is None:
-            log.warning("no handler registered for %s notifications; acknowledged", kind)
-        elif cfg.ack_first:
-            tasks = request.app[BACKGROUND_TASKS]
-            task = asyncio.create_task(_run_detached(callback, notification))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        else:
+        while True:
             try:
-                await callback(notification)
+                claimed = await cfg.dedup_store.claim(keys, cfg.dedup_ttl)
             except Exception:
-                await cfg.dedup_store.release(keys)
-                log.exception(
-                    "%s notification handler failed for %s; answering 500 so DOKU retries",
-                    kind,
-                    notification.transaction_id,
-                )
-                return _reject(500, "handler failed; please retry")
-        cfg.processed += 1
-        return _ack(notification.transaction_id, "00", "Successfully processed")
+                log.exception("de-duplication store failed; answering 503 so DOKU retries")
+                return _reject(503, "temporarily unavailable; please retry")
+            if claimed:
+                break
+            running = next((cfg.inflight[k] for k in keys if k in cfg.inflight), None)
+            # A copy that arrives while the first is still being handled waits for its
+            # outcome: if that fails, this copy is handled instead of being lost.
+            if running is None or await asyncio.shield(running):
+                cfg.duplicates += 1
+                return _ack(notification.transaction_id, "01", "Already processed")
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            cfg.inflight[key] = outcome
+        try:
+            response = await _hand_over(request, cfg, kind, notification, keys)
+            outcome.set_result(response.status == 200)
+            return response
+        except BaseException:
+            outcome.set_result(False)
+            raise
+        finally:
+            for key in keys:
+                if cfg.inflight.get(key) is outcome:
+                    del cfg.inflight[key]
 
     return handle
+
+
+async def _hand_over(
+    request: web.Request,
+    cfg: WebhookConfig,
+    kind: NotificationKind,
+    notification: Notification,
+    keys: tuple[str, ...],
+) -> web.Response:
+    """Run (or schedule) the user's callback; release the keys when it did not succeed."""
+    callback = _callback_for(cfg, notification)
+    if callback is None:
+        log.warning("no handler registered for %s notifications; acknowledged", kind)
+    elif cfg.ack_first:
+        tasks = request.app[BACKGROUND_TASKS]
+        task = asyncio.create_task(_run_detached(callback, notification))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    else:
+        try:
+            await callback(notification)
+        except asyncio.CancelledError:
+            # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
+            await asyncio.shield(cfg.dedup_store.release(keys))
+            raise
+        except Exception:
+            await cfg.dedup_store.release(keys)
+            log.exception(
+                "%s notification handler failed for %s; answering 500 so DOKU retries",
+                kind,
+                notification.transaction_id,
+            )
+            return _reject(500, "handler failed; please retry")
+    cfg.processed += 1
+    return _ack(notification.transaction_id, "00", "Successfully processed")
 
 
 async def _run_detached(callback: NotificationHandler, notification: Notification) -> None:
@@ -250,7 +291,7 @@ def create_webhook_app(
         on_refund=on_refund,
         on_notification=on_notification,
         ack_first=ack_first,
-        dedup_store=dedup_store or MemoryDedupStore(),
+        dedup_store=dedup_store if dedup_store is not None else MemoryDedupStore(),
         dedup_ttl=dedup_ttl,
         max_body_size=max_body_size,
         drain_timeout=drain_timeout,
