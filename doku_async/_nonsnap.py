@@ -124,8 +124,9 @@ class NonSnapRequester:
             body = _serde.decode(NonSnapError, raw.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             body = NonSnapError()
-        if body.data and isinstance(body.data.get("reference_id"), str):
-            refs = {**refs, "reference_id": body.data["reference_id"]}
+        echoed = body.data.get("reference_id") if body.data else None
+        if isinstance(echoed, str) and refs.get("reference_id") != echoed:
+            refs = {**refs, "data.reference_id": echoed}
         error = error_for(
             raw.status,
             "",

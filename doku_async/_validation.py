@@ -4,7 +4,7 @@ field; messages describe the problem, never echo a possibly sensitive value."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 from ._exceptions import RequestValidationError
 
@@ -12,6 +12,7 @@ __all__ = ["amount", "digits", "optional_text", "phone", "text"]
 
 _PHONE = re.compile(r"62[0-9]{7,12}")
 _TWO_PLACES = Decimal("0.01")
+_CONTEXT = Context(prec=60)
 
 
 def text(
@@ -98,8 +99,10 @@ def amount(
         raise RequestValidationError(field, "must be a finite number")
     if dec > maximum:
         raise RequestValidationError(field, f"must be at most {maximum}")
-    # Bounded above, so quantizing cannot overflow the decimal context.
-    quantized = dec.quantize(_TWO_PLACES)
+    if dec < -maximum:
+        raise RequestValidationError(field, f"must be at least {minimum}")
+    # Bounded, and in our own context: the caller's decimal context cannot break it.
+    quantized = dec.quantize(_TWO_PLACES, context=_CONTEXT)
     if quantized != dec:
         raise RequestValidationError(field, "must have at most 2 decimal places")
     if dec < minimum:
@@ -122,7 +125,7 @@ def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> in
         dec = value if isinstance(value, Decimal) else Decimal(value)
     except InvalidOperation:
         raise RequestValidationError(field, "is not a number") from None
-    if not dec.is_finite() or dec != dec.to_integral_value():
+    if not dec.is_finite() or dec != dec.to_integral_value(context=_CONTEXT):
         raise RequestValidationError(field, "must be a whole number (no cents)")
     if dec < minimum:
         raise RequestValidationError(field, f"must be at least {minimum}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TYPE_CHECKING
 
 from .. import _validation as v
 from .._constants import REQUEST_ID_MAX
 from .._nonsnap import NonSnapOperation, NonSnapRequester
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]+")
 
 if TYPE_CHECKING:
     from .._client import DokuClient
@@ -17,7 +20,13 @@ def request_id_or_new(request_id: str | None) -> str:
     """Validate a caller's ``Request-Id`` or make a fresh one (a UUID4)."""
     if request_id is None:
         return str(uuid.uuid4())
-    return v.text("request_id", request_id, max_len=REQUEST_ID_MAX)
+    return v.text(
+        "request_id",
+        request_id,
+        max_len=REQUEST_ID_MAX,
+        pattern=_REQUEST_ID,
+        allowed="visible ASCII characters (no spaces)",
+    )
 
 
 class NonSnapResource:
