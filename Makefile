@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo clean
+.PHONY: test lint typecheck pytest demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check doku_async tests
 	$(BIN)/mypy --strict
 	$(BIN)/python -m pytest -q
+
+## make demo: a bulk payout of 1,000 items on the embedded simulator, end to end
+demo: $(STAMP)
+	$(BIN)/doku-async demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check doku_async tests

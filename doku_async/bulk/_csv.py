@@ -1,0 +1,158 @@
+"""Reading payout CSVs (validated whole before anything is sent) and writing results."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+from .._exceptions import DokuError, RequestValidationError
+from ._models import ItemResult, PayoutItem, payout_item
+
+__all__ = ["REQUIRED_COLUMNS", "RESULT_COLUMNS", "CsvInputError", "ResultWriter", "read_payouts"]
+
+REQUIRED_COLUMNS = ("reference", "bank_code", "account_number", "account_name", "amount")
+OPTIONAL_COLUMNS = ("remark",)
+RESULT_COLUMNS = (
+    "line",
+    "reference",
+    "status",
+    "amount",
+    "code",
+    "message",
+    "reference_no",
+    "external_id",
+    "latency_ms",
+)
+
+
+class CsvInputError(DokuError):
+    """The CSV has errors; ``errors`` lists them as ``"line N: field: problem"``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        shown = "\n".join(errors[:50])
+        more = f"\n... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        super().__init__(f"{len(errors)} error(s) in the payout file:\n{shown}{more}")
+        self.errors = errors
+
+
+def read_payouts(path: str | Path) -> tuple[list[PayoutItem], Decimal]:
+    """Read and validate a whole payout CSV; return its items and total.
+
+    Raises:
+        CsvInputError: with every problem and its line number; nothing is half-read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CsvInputError([f"cannot read {path}: {exc}"]) from None
+    return parse_payouts(io.StringIO(text))
+
+
+def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
+    """Validate CSV text; see :func:`read_payouts`."""
+    reader = csv.DictReader(stream)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise CsvInputError([f"line 1: missing column(s): {', '.join(missing)}"])
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        raise CsvInputError([f"line 1: unknown column(s): {', '.join(unknown)}"])
+    reader.fieldnames = header
+    items: list[PayoutItem] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    total = Decimal("0.00")
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            errors.append(f"line {line}: too many fields")
+            continue
+        values = {k: (v or "").strip() for k, v in row.items()}
+        problems = [f"line {line}: {exc.field}: {exc.problem}" for exc in _field_errors(values)]
+        reference = values["reference"]
+        first = seen.get(reference)
+        if first is not None:
+            problems.append(f"line {line}: reference: duplicates line {first}")
+        elif reference:
+            seen[reference] = line
+        if problems:
+            errors.extend(problems)
+            continue
+        item = _item(values, line)
+        items.append(item)
+        total += item.amount
+    if not items and not errors:
+        errors.append("the file has no payouts")
+    if errors:
+        raise CsvInputError(errors)
+    return items, total
+
+
+def _item(values: dict[str, str], line: int) -> PayoutItem:
+    return payout_item(
+        reference=values["reference"],
+        bank_code=values["bank_code"],
+        account_number=values["account_number"],
+        account_name=values["account_name"],
+        amount=values["amount"],
+        remark=values.get("remark") or None,
+        line=line,
+    )
+
+
+def _field_errors(values: dict[str, str]) -> list[RequestValidationError]:
+    """Every field's problem, not just the first (each field is checked on its own)."""
+    try:
+        _item(values, 0)
+    except RequestValidationError:
+        pass
+    else:
+        return []
+    probe = {
+        "reference": "R",
+        "bank_code": "014",
+        "account_number": "1",
+        "account_name": "N",
+        "amount": "1",
+        "remark": "",
+    }
+    found: list[RequestValidationError] = []
+    for field in probe:
+        try:
+            _item({**probe, field: values.get(field, "")}, 0)
+        except RequestValidationError as exc:
+            found.append(exc)
+    return found
+
+
+class ResultWriter:
+    """Streams results to a CSV file, one row per item, flushed as it goes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = Path(path).open("w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(RESULT_COLUMNS)
+
+    def write(self, result: ItemResult) -> None:
+        """Append one result."""
+        self._writer.writerow(
+            (
+                "" if result.line is None else result.line,
+                result.reference,
+                result.status if result.previous is None else f"skipped ({result.previous})",
+                f"{result.amount}",
+                result.code,
+                result.message,
+                result.reference_no or "",
+                result.external_id or "",
+                f"{result.latency * 1000:.1f}",
+            )
+        )
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()

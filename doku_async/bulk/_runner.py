@@ -1,0 +1,502 @@
+"""The bulk payout runner: many transfers through one client, resumable, never paying twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from decimal import Decimal
+
+from .._client import DokuClient
+from .._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    BusinessRejectionError,
+    ConfigurationError,
+    DokuAPIError,
+    DokuError,
+    DokuTransportError,
+    InsufficientFundsError,
+    RateLimitError,
+    RequestValidationError,
+    TransferFailedError,
+    TransferOutcomeUnknownError,
+)
+from ..models.kirim import CheckStatusResponse, TransactionStatus
+from ._journal import FINAL_STATES, Journal
+from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
+from ._ratelimit import RateLimiter
+
+__all__ = ["BulkRunner", "PreflightError"]
+
+log = logging.getLogger("doku_async.bulk")
+
+ProgressCallback = Callable[[BulkProgress], None]
+
+
+class _RateLimited(Exception):
+    def __init__(self, error: RateLimitError, external_id: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.external_id = external_id
+
+
+class PreflightError(DokuError):
+    """The run was refused before anything was sent (e.g. the balance does not cover it)."""
+
+
+class BulkRunner:
+    """Runs many payouts through one :class:`~doku_async.DokuClient`.
+
+    For each item: account inquiry, then ``transfer_bank`` with the inquiry's ``sessionId``;
+    optionally it waits for the final status. A fixed pool of workers shares the client, a
+    rate limit paces requests (and slows down on 429), one item's failure never stops the run,
+    and input and results stream so memory stays flat however many items there are.
+
+    With a :class:`Journal`, every item is recorded before its transfer is sent and updated
+    with each outcome. Running again over the same journal resumes: paid items are skipped,
+    items whose outcome was unknown are settled through check status first, and nothing is
+    paid twice.
+
+    Args:
+        client: the client to pay through (the runner never closes it).
+        customer_number: the sender's phone number (``customerNumber``), ``62...``.
+        concurrency: number of workers (items in flight).
+        rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429).
+        journal: a :class:`Journal` or a path to one.
+        wait_for_final: poll check status until each accepted transfer is final.
+        final_timeout: how long to wait for a final status per item, in seconds.
+        poll_interval: seconds between those polls.
+        progress: called with a :class:`BulkProgress` after each item.
+        check_balance: compare the run's total with ``balance_inquiry`` before the first
+            transfer (needs ``agent_key``, and a total: a sequence of items or ``total_amount``).
+        agent_key: the Kirim DOKU agent key for the balance check.
+        sender_country_code: sent with each account inquiry.
+        channel_code: optional ``channelCode`` sent with inquiries and transfers.
+    """
+
+    def __init__(
+        self,
+        client: DokuClient,
+        *,
+        customer_number: str,
+        concurrency: int = 32,
+        rate: float | None = None,
+        journal: Journal | str | None = None,
+        wait_for_final: bool = False,
+        final_timeout: float = 600.0,
+        poll_interval: float = 10.0,
+        progress: ProgressCallback | None = None,
+        check_balance: bool = False,
+        agent_key: str | None = None,
+        sender_country_code: str = "ID",
+        channel_code: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency: must be at least 1")
+        if check_balance and not agent_key:
+            raise ConfigurationError("check_balance needs agent_key")
+        self.client = client
+        self.customer_number = customer_number
+        self.concurrency = concurrency
+        self.limiter = RateLimiter(rate)
+        self.journal = Journal(journal) if isinstance(journal, str) else journal
+        self.wait_for_final = wait_for_final
+        self.final_timeout = final_timeout
+        self.poll_interval = poll_interval
+        self.progress = progress
+        self.check_balance = check_balance
+        self.agent_key = agent_key
+        self.sender_country_code = sender_country_code
+        self.channel_code = channel_code
+        self.summary = BulkSummary()
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"BulkRunner(concurrency={self.concurrency}, journal={self.journal!r})"
+
+    def stop(self) -> None:
+        """Stop taking new items; items in flight finish and are journaled (graceful Ctrl-C)."""
+        self._stopping = True
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
+    # --- running -----------------------------------------------------------------------
+
+    async def run(
+        self,
+        items: Iterable[PayoutItem] | AsyncIterable[PayoutItem],
+        *,
+        total_amount: Decimal | None = None,
+        on_result: Callable[[ItemResult], None] | None = None,
+    ) -> BulkSummary:
+        """Run every item; return the summary. ``on_result`` sees each result as it comes."""
+        async for result in self.results(items, total_amount=total_amount):
+            if on_result is not None:
+                on_result(result)
+        return self.summary
+
+    async def results(
+        self,
+        items: Iterable[PayoutItem] | AsyncIterable[PayoutItem],
+        *,
+        total_amount: Decimal | None = None,
+    ) -> AsyncIterator[ItemResult]:
+        """Run the items, yielding each result as soon as it is known (in completion order)."""
+        if self.check_balance:
+            await self._preflight(items, total_amount)
+        summary = self.summary
+        if isinstance(items, list | tuple):
+            summary.total = len(items)
+        started = time.perf_counter()
+        requester = self.client._snap()[0]
+        previous_listener = requester.on_rate_limited
+        requester.on_rate_limited = self.limiter.throttle
+        inbox: asyncio.Queue[PayoutItem | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        outbox: asyncio.Queue[ItemResult | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+
+        async def feed() -> None:
+            try:
+                if isinstance(items, AsyncIterable):
+                    async for item in items:
+                        if self._stopping:
+                            break
+                        await inbox.put(item)
+                else:
+                    for item in items:
+                        if self._stopping:
+                            break
+                        await inbox.put(item)
+            finally:
+                for _ in range(self.concurrency):
+                    await inbox.put(None)
+
+        async def work() -> None:
+            while (item := await inbox.get()) is not None:
+                await outbox.put(await self._process(item))
+
+        async def supervise() -> None:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(feed())
+                    for _ in range(self.concurrency):
+                        group.create_task(work())
+            finally:
+                await outbox.put(None)
+
+        supervisor = asyncio.create_task(supervise())
+        try:
+            while (result := await outbox.get()) is not None:
+                summary.add(result)
+                summary.elapsed = time.perf_counter() - started
+                if self.progress is not None:
+                    self.progress(summary.progress())
+                yield result
+            try:
+                await supervisor
+            except BaseExceptionGroup as group:  # a run-stopping error from a worker
+                raise group.exceptions[0] from None
+        finally:
+            if not supervisor.done():
+                supervisor.cancel()
+                try:
+                    await supervisor
+                except (asyncio.CancelledError, Exception):
+                    log.debug("bulk run stopped before its end")
+            requester.on_rate_limited = previous_listener
+            summary.elapsed = time.perf_counter() - started
+
+    async def _preflight(
+        self,
+        items: Iterable[PayoutItem] | AsyncIterable[PayoutItem],
+        total_amount: Decimal | None,
+    ) -> None:
+        if total_amount is None:
+            if not isinstance(items, list | tuple):
+                raise ConfigurationError("check_balance needs total_amount when items are streamed")
+            total_amount = sum((item.amount for item in items), Decimal("0.00"))
+        assert self.agent_key is not None
+        balance = await self.client.kirim.balance_inquiry(account_no=self.agent_key)
+        available = balance.available_balance
+        if available is None:
+            raise PreflightError("DOKU's balance answer carried no available balance")
+        if available < total_amount:
+            raise PreflightError(
+                f"the balance {available} does not cover the run's total {total_amount}; "
+                "nothing was sent"
+            )
+
+    # --- one item ------------------------------------------------------------------------
+
+    async def _process(self, item: PayoutItem) -> ItemResult:
+        started = time.perf_counter()
+        try:
+            result = await self._pay_or_settle(item)
+        except (asyncio.CancelledError, ConfigurationError, AuthenticationError):
+            raise  # the whole run is misconfigured: stop it
+        except Exception as exc:  # never let one item stop the run
+            log.exception("unexpected error on item %s", item.reference)
+            state = self.journal.get(item.reference) if self.journal is not None else None
+            sent = state is not None and state.state == "sending"
+            result = ItemResult(
+                reference=item.reference,
+                status="unknown" if sent else "failed",
+                amount=item.amount,
+                message=f"unexpected error: {type(exc).__name__}",
+                external_id=state.external_id if state is not None else None,
+                line=item.line,
+                retryable=not sent,
+            )
+            if self.journal is not None:
+                self.journal.record(item, "unknown" if sent else "retry", message=result.message)
+        result.latency = time.perf_counter() - started
+        return result
+
+    async def _pay_or_settle(self, item: PayoutItem) -> ItemResult:
+        journal = self.journal
+        external_id: str | None = None
+        if journal is not None:
+            entry = journal.get(item.reference)
+            if entry is not None and entry.state in FINAL_STATES:
+                return ItemResult(
+                    reference=item.reference,
+                    status="skipped",
+                    amount=item.amount,
+                    code=entry.code,
+                    message=entry.message,
+                    reference_no=entry.reference_no,
+                    external_id=entry.external_id,
+                    line=item.line,
+                    previous=entry.state,
+                )
+            if entry is not None and entry.state in ("sending", "unknown", "pending"):
+                settled = await self._settle(item, entry.external_id)
+                if settled is not None:
+                    return settled
+                # Not found at DOKU: paying under the same references is safe.
+                external_id = entry.external_id
+        return await self._pay(item, external_id)
+
+    async def _settle(self, item: PayoutItem, external_id: str | None) -> ItemResult | None:
+        """Settle an item whose transfer may have been sent; ``None`` if DOKU never got it."""
+        await self.limiter.acquire()
+        try:
+            status = await self.client.kirim.check_status(
+                original_partner_reference_no=item.reference, original_external_id=external_id
+            )
+        except DokuError as exc:
+            return self._finish(
+                item, "unknown", message=f"check status failed: {exc}", external_id=external_id
+            )
+        code = status.transaction_status
+        if code == TransactionStatus.NOT_FOUND:
+            return None
+        if status.amount is not None and status.amount.value != item.amount:
+            return self._finish(
+                item,
+                "failed",
+                code=code,
+                message=f"reference already used for another transfer of {status.amount.value}",
+                external_id=external_id,
+            )
+        return await self._from_status(item, status, external_id)
+
+    async def _from_status(
+        self, item: PayoutItem, status: CheckStatusResponse, external_id: str | None
+    ) -> ItemResult:
+        code = status.transaction_status
+        if code in TransactionStatus.IN_PROGRESS and self.wait_for_final:
+            status = await self._wait_final(item, status)
+            code = status.transaction_status
+        ref_no = status.original_reference_no
+        if code == TransactionStatus.SUCCESS:
+            return self._finish(
+                item, "succeeded", code=code, reference_no=ref_no, external_id=external_id
+            )
+        if code in TransactionStatus.UNSUCCESSFUL:
+            return self._finish(
+                item,
+                "failed",
+                code=code,
+                message=status.transaction_status_desc or status.status_description,
+                reference_no=ref_no,
+                external_id=external_id,
+            )
+        if code in TransactionStatus.IN_PROGRESS:
+            return self._finish(
+                item, "pending", code=code, reference_no=ref_no, external_id=external_id
+            )
+        return self._finish(
+            item,
+            "unknown",
+            code=code,
+            message=f"undocumented status {code!r}",
+            external_id=external_id,
+        )
+
+    async def _wait_final(
+        self, item: PayoutItem, status: CheckStatusResponse
+    ) -> CheckStatusResponse:
+        deadline = time.monotonic() + self.final_timeout
+        while status.transaction_status in TransactionStatus.IN_PROGRESS:
+            if time.monotonic() + self.poll_interval > deadline or self._stopping:
+                break
+            await asyncio.sleep(self.poll_interval)
+            await self.limiter.acquire()
+            try:
+                status = await self.client.kirim.check_status(
+                    original_partner_reference_no=item.reference
+                )
+            except DokuError as exc:
+                log.debug("polling %s failed: %s", item.reference, exc)
+        return status
+
+    async def _pay(self, item: PayoutItem, external_id: str | None) -> ItemResult:
+        """Inquiry then transfer; a 429 that outlasts the SDK's own retries sends the item
+        back through the (now slower) rate limiter, up to ``RATE_LIMIT_ROUNDS`` times. Nothing
+        was paid on a 429, so retrying with the same references is safe."""
+        for _ in range(self.RATE_LIMIT_ROUNDS - 1):
+            try:
+                return await self._pay_once(item, external_id)
+            except _RateLimited as exc:
+                external_id = exc.external_id
+        try:
+            return await self._pay_once(item, external_id)
+        except _RateLimited as exc:
+            return self._rejected(item, exc.error, external_id=exc.external_id)
+
+    RATE_LIMIT_ROUNDS = 20
+
+    async def _pay_once(self, item: PayoutItem, external_id: str | None) -> ItemResult:
+        kirim = self.client.kirim
+        await self.limiter.acquire()
+        try:
+            inquiry = await kirim.account_inquiry(
+                partner_reference_no=uuid.uuid4().hex,
+                customer_number=self.customer_number,
+                beneficiary_account_number=item.account_number,
+                beneficiary_bank_code=item.bank_code,
+                beneficiary_account_name=item.account_name,
+                amount=item.amount,
+                sender_country_code=self.sender_country_code,
+                channel_code=self.channel_code,
+            )
+        except RateLimitError as exc:
+            raise _RateLimited(exc, external_id) from None
+        except DokuError as exc:
+            return self._rejected(item, exc, external_id=None)
+        external_id = external_id or f"{secrets.randbits(106):032d}"
+        if self.journal is not None:
+            self.journal.mark_sending(item, external_id)
+        await self.limiter.acquire()
+        try:
+            result = await kirim.transfer_bank(
+                partner_reference_no=item.reference,
+                customer_number=self.customer_number,
+                beneficiary_account_number=item.account_number,
+                beneficiary_bank_code=item.bank_code,
+                amount=item.amount,
+                session_id=inquiry.session_id,
+                beneficiary_account_name=item.account_name,
+                channel_code=self.channel_code,
+                remark=item.remark,
+                external_id=external_id,
+            )
+        except TransferOutcomeUnknownError as exc:
+            return self._finish(item, "unknown", message=exc.message, external_id=external_id)
+        except TransferFailedError as exc:
+            return self._finish(
+                item,
+                "failed",
+                code=exc.transaction_status,
+                message=exc.response_message or exc.message,
+                external_id=external_id,
+            )
+        except RateLimitError as exc:
+            raise _RateLimited(exc, external_id) from None
+        except DokuTransportError as exc:
+            if exc.request_sent:  # the SDK settles these itself; defensive
+                return self._finish(item, "unknown", message=exc.message, external_id=external_id)
+            return self._rejected(item, exc, external_id=external_id)
+        except DokuError as exc:
+            return self._rejected(item, exc, external_id=external_id)
+        if (
+            result.status == "success"
+            and result.status_response is None
+            and not self.wait_for_final
+        ):
+            return self._finish(
+                item,
+                "succeeded",
+                code="2004300",
+                reference_no=result.reference_no,
+                external_id=external_id,
+            )
+        if result.status_response is not None:
+            return await self._from_status(item, result.status_response, external_id)
+        if self.wait_for_final:
+            await self.limiter.acquire()
+            try:
+                status = await kirim.check_status(
+                    original_partner_reference_no=item.reference, original_external_id=external_id
+                )
+            except DokuError:
+                return self._finish(
+                    item,
+                    "succeeded",
+                    code="2004300",
+                    reference_no=result.reference_no,
+                    external_id=external_id,
+                )
+            return await self._from_status(item, status, external_id)
+        return self._finish(
+            item, "succeeded", reference_no=result.reference_no, external_id=external_id
+        )
+
+    def _rejected(self, item: PayoutItem, exc: DokuError, *, external_id: str | None) -> ItemResult:
+        """A definite "not paid": final for business rejections, retryable otherwise."""
+        final = isinstance(exc, RequestValidationError | BadRequestError) or (
+            isinstance(exc, BusinessRejectionError) and not isinstance(exc, InsufficientFundsError)
+        )
+        code = exc.response_code if isinstance(exc, DokuAPIError) else ""
+        message = exc.response_message if isinstance(exc, DokuAPIError) else exc.message
+        return self._finish(
+            item,
+            "failed",
+            code=code,
+            message=message or exc.message,
+            external_id=external_id,
+            retryable=not final,
+        )
+
+    def _finish(
+        self,
+        item: PayoutItem,
+        status: str,
+        *,
+        code: str = "",
+        message: str = "",
+        reference_no: str | None = None,
+        external_id: str | None = None,
+        retryable: bool = False,
+    ) -> ItemResult:
+        if self.journal is not None:
+            state = "retry" if status == "failed" and retryable else status
+            self.journal.record(item, state, code=code, message=message, reference_no=reference_no)
+        return ItemResult(
+            reference=item.reference,
+            status=status,
+            amount=item.amount,
+            code=code,
+            message=message,
+            reference_no=reference_no,
+            external_id=external_id,
+            line=item.line,
+            retryable=retryable,
+        )
