@@ -44,6 +44,9 @@ from .models import (
     TransferBankResponse,
     TransferResult,
 )
+from .models.payout_link import PayoutLinkResponse, PayoutLinkStatus
+from .models.rdl import RdlDisbursementResponse
+from .models.transfers import TransferCreateResponse
 
 __all__ = [
     "AccountInquiryResponse",
@@ -64,7 +67,10 @@ __all__ = [
     "InsufficientFundsError",
     "InvalidAccountError",
     "KirimPaths",
+    "PayoutLinkResponse",
+    "PayoutLinkStatus",
     "RateLimitError",
+    "RdlDisbursementResponse",
     "RequestValidationError",
     "ResponseDecodeError",
     "RetryPolicy",
@@ -74,6 +80,7 @@ __all__ = [
     "TokenError",
     "TransactionStatus",
     "TransferBankResponse",
+    "TransferCreateResponse",
     "TransferFailedError",
     "TransferOutcomeUnknownError",
     "TransferResult",
