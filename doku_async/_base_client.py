@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -74,9 +74,14 @@ _TRANSFER_UNCLEAR = "the transfer's outcome is unclear"
 _TOKEN_BODY = _serde.encode(TokenRequest(grant_type="client_credentials"))
 
 
+# X-EXTERNAL-ID only has to be unique, not secret: a generator seeded from os.urandom is
+# enough and ten times cheaper than reading os.urandom per call.
+_ids = random.Random()
+
+
 def new_external_id() -> str:
     """A fresh ``X-EXTERNAL-ID``: 32 random decimal digits (DOKU allows up to 36)."""
-    return f"{secrets.randbits(106):032d}"
+    return f"{_ids.getrandbits(106):032d}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ __all__ = ["amount", "digits", "optional_text", "phone", "text"]
 _PHONE = re.compile(r"62[0-9]{7,12}")
 _TWO_PLACES = Decimal("0.01")
 _CONTEXT = Context(prec=60)
+_AMOUNT_TYPES = (Decimal, int, str)
 
 
 def text(
@@ -27,9 +28,9 @@ def text(
     """A required string of ``min_len..max_len`` characters, optionally matching ``pattern``."""
     if not isinstance(value, str):
         raise RequestValidationError(field, f"must be a string, not {type(value).__name__}")
-    if not value.strip() and min_len > 0:
-        raise RequestValidationError(field, "must not be empty")
     n = len(value)
+    if min_len > 0 and (n == 0 or value.isspace()):
+        raise RequestValidationError(field, "must not be empty")
     if n < min_len or n > max_len:
         if min_len == max_len:
             raise RequestValidationError(field, f"must be exactly {max_len} characters (got {n})")
@@ -83,7 +84,7 @@ def amount(
     Accepts :class:`~decimal.Decimal`, ``int`` or a numeric string. Floats are refused: binary
     floating point cannot hold most cent values exactly.
     """
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+    if isinstance(value, bool) or not isinstance(value, _AMOUNT_TYPES):
         if isinstance(value, float):
             raise RequestValidationError(
                 field, "must be a Decimal, int or str, not float (floats lose cents)"

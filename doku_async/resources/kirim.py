@@ -50,6 +50,29 @@ def _amount(value: object, currency: object) -> Amount:
     )
 
 
+# Optional additionalInfo fields of a transfer: (max length, pattern, what the pattern allows).
+_EXTRA_LIMITS: dict[str, tuple[int, re.Pattern[str] | None, str]] = {
+    "channel_code": (2, _CODE, "digits"),
+    "beneficiary_first_name": (50, None, ""),
+    "beneficiary_last_name": (50, None, ""),
+    "beneficiary_bank_name": (100, None, ""),
+    "beneficiary_account_name": (100, None, ""),
+    "sender_country_code": (2, _COUNTRY, "A-Z"),
+    "sender_first_name": (50, None, ""),
+    "sender_last_name": (50, None, ""),
+    "sender_personal_id": (50, None, ""),
+    "sender_personal_id_type": (20, None, ""),
+    "remark": (100, None, ""),
+}
+
+
+def _check_extra(name: str, value: object) -> str:
+    if name == "beneficiary_phone_number":
+        return v.phone(name, value)
+    max_len, pattern, allowed = _EXTRA_LIMITS[name]
+    return v.text(name, value, max_len=max_len, pattern=pattern, allowed=allowed)
+
+
 class Kirim:
     """Kirim DOKU operations: account inquiry, balance inquiry, transfer to bank, check status.
 
@@ -222,37 +245,24 @@ class Kirim:
             TransferFailedError: check status reports it failed, refunded or canceled.
             TransferOutcomeUnknownError: the outcome could not be settled; carries the references.
         """
+        extra = {
+            "channel_code": channel_code,
+            "beneficiary_first_name": beneficiary_first_name,
+            "beneficiary_last_name": beneficiary_last_name,
+            "beneficiary_phone_number": beneficiary_phone_number,
+            "beneficiary_bank_name": beneficiary_bank_name,
+            "beneficiary_account_name": beneficiary_account_name,
+            "sender_country_code": sender_country_code,
+            "sender_first_name": sender_first_name,
+            "sender_last_name": sender_last_name,
+            "sender_personal_id": sender_personal_id,
+            "sender_personal_id_type": sender_personal_id_type,
+            "remark": remark,
+        }
+        given = {
+            name: _check_extra(name, value) for name, value in extra.items() if value is not None
+        }
         opt = v.optional_text
-        info = TransferBankAdditionalInfo(
-            channel_code=opt(
-                "channel_code", channel_code, max_len=2, pattern=_CODE, allowed="digits"
-            ),
-            beneficiary_first_name=opt(
-                "beneficiary_first_name", beneficiary_first_name, max_len=50
-            ),
-            beneficiary_last_name=opt("beneficiary_last_name", beneficiary_last_name, max_len=50),
-            beneficiary_phone_number=None
-            if beneficiary_phone_number is None
-            else v.phone("beneficiary_phone_number", beneficiary_phone_number),
-            beneficiary_bank_name=opt("beneficiary_bank_name", beneficiary_bank_name, max_len=100),
-            beneficiary_account_name=opt(
-                "beneficiary_account_name", beneficiary_account_name, max_len=100
-            ),
-            sender_country_code=opt(
-                "sender_country_code",
-                sender_country_code,
-                max_len=2,
-                pattern=_COUNTRY,
-                allowed="A-Z",
-            ),
-            sender_first_name=opt("sender_first_name", sender_first_name, max_len=50),
-            sender_last_name=opt("sender_last_name", sender_last_name, max_len=50),
-            sender_personal_id=opt("sender_personal_id", sender_personal_id, max_len=50),
-            sender_personal_id_type=opt(
-                "sender_personal_id_type", sender_personal_id_type, max_len=20
-            ),
-            remark=opt("remark", remark, max_len=100),
-        )
         request = TransferBankRequest(
             partner_reference_no=_partner_ref("partner_reference_no", partner_reference_no),
             customer_number=v.phone("customer_number", customer_number),
@@ -265,7 +275,7 @@ class Kirim:
             amount=_amount(amount, currency),
             session_id=opt("session_id", session_id, max_len=25),
             fee_type=opt("fee_type", fee_type, max_len=25),
-            additional_info=None if info == TransferBankAdditionalInfo() else info,
+            additional_info=TransferBankAdditionalInfo(**given) if given else None,
         )
         fixed_external_id = (
             None if external_id is None else v.digits("external_id", external_id, max_len=36)
