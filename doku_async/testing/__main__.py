@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -33,30 +34,33 @@ async def _serve(args: argparse.Namespace) -> None:
         refund_url=args.refund_url,
         token_ttl=args.token_ttl,
     )
-    async with sim:
-        creds = sim.credentials
-        key_dir = Path(tempfile.mkdtemp(prefix="doku-sim-"))
-        key_path = key_dir / "merchant-private-key.pem"
-        key_path.write_bytes(creds.private_key_pem)
-        key_path.chmod(0o600)
-        out = sys.stdout
-        out.write(
-            "DOKU simulator listening (test credentials, valid only here):\n"
-            f"  export DOKU_BASE_URL={sim.base_url}\n"
-            f"  export DOKU_CLIENT_ID={creds.client_id}\n"
-            f"  export DOKU_CLIENT_SECRET={creds.client_secret}\n"
-            f"  export DOKU_PRIVATE_KEY_PATH={key_path}\n"
-            f"  agent key (balance inquiry accountNo): {creds.agent_key}\n"
-            f"  notification encryption key: {creds.encryption_key}\n"
-            "Ctrl-C stops it.\n"
-        )
-        out.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    key_dir = Path(tempfile.mkdtemp(prefix="doku-sim-"))
+    try:
+        async with sim:
+            creds = sim.credentials
+            key_path = key_dir / "merchant-private-key.pem"
+            key_path.write_bytes(creds.private_key_pem)
+            key_path.chmod(0o600)
+            out = sys.stdout
+            out.write(
+                "DOKU simulator listening (test credentials, valid only here):\n"
+                f"  export DOKU_BASE_URL={sim.base_url}\n"
+                f"  export DOKU_CLIENT_ID={creds.client_id}\n"
+                f"  export DOKU_CLIENT_SECRET={creds.client_secret}\n"
+                f"  export DOKU_PRIVATE_KEY_PATH={key_path}\n"
+                f"  agent key (balance inquiry accountNo): {creds.agent_key}\n"
+                f"  notification encryption key: {creds.encryption_key}\n"
+                "Ctrl-C stops it (the key file is removed).\n"
+            )
+            out.flush()
+            await stop.wait()
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

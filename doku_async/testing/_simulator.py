@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import _constants as C
 from .. import _serde
+from .._client import DokuClient
 from .._signing import (
     HmacKey,
     body_sha256_hex,
@@ -246,7 +248,7 @@ class DokuSimulator:
         self._nonsnap_replays: dict[str, _NonSnapStored] = {}
         self._skew = 0.0
         self._seq = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._acked = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -303,10 +305,8 @@ class DokuSimulator:
             "base_url": self.base_url,
         }
 
-    def client(self, **overrides: Any) -> Any:
+    def client(self, **overrides: Any) -> DokuClient:
         """A :class:`~doku_async.DokuClient` for this simulator (``overrides`` win)."""
-        from .._client import DokuClient
-
         return DokuClient(**{**self.client_kwargs(), **overrides})
 
     # --- control and queries -------------------------------------------------------------
@@ -453,8 +453,14 @@ class DokuSimulator:
             return commit()
         if fault.delay:
             if fault.kind == "latency":
-                # Commit after the delay even if the client left, like a slow real server.
-                return await asyncio.shield(self._delayed(fault.delay, commit))
+                # Commit after the delay even if the client left, like a slow real server;
+                # tracked, so drain() and close() wait for it.
+                delayed: asyncio.Task[_Reply] = asyncio.ensure_future(
+                    self._delayed(fault.delay, commit)
+                )
+                self._tasks.add(delayed)
+                delayed.add_done_callback(self._tasks.discard)
+                return await asyncio.shield(delayed)
             await asyncio.sleep(fault.delay)
         if fault.kind == "drop_before_commit":
             raise _Drop
@@ -517,7 +523,7 @@ class DokuSimulator:
                     "responseMessage": "Successful",
                     "accessToken": token,
                     "tokenType": "Bearer",
-                    "expiresIn": int(self.token_ttl),
+                    "expiresIn": max(1, math.ceil(self.token_ttl)),
                     "additionalInfo": {},
                 },
             )
