@@ -9,10 +9,22 @@ from typing import Literal
 __all__ = ["FAULT_KINDS", "OPERATIONS", "Fault", "FaultKind", "FaultPlan"]
 
 FaultKind = Literal[
-    "latency", "error", "error_after_commit", "drop_before_commit", "drop_after_commit"
+    "latency",
+    "hang_after_commit",
+    "error",
+    "error_after_commit",
+    "drop_before_commit",
+    "drop_after_commit",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(
-    {"latency", "error", "error_after_commit", "drop_before_commit", "drop_after_commit"}
+    {
+        "latency",
+        "hang_after_commit",
+        "error",
+        "error_after_commit",
+        "drop_before_commit",
+        "drop_after_commit",
+    }
 )
 
 OPERATIONS: frozenset[str] = frozenset(
@@ -36,14 +48,17 @@ class Fault:
 
     Attributes:
         kind: ``"latency"`` (sleep ``delay``, then behave normally: the effect is committed even
-            if the client gave up), ``"error"`` (answer ``status`` without committing),
+            if the client gave up), ``"hang_after_commit"`` (commit at once, then wait ``delay``
+            before answering normally: a timeout after the effect), ``"error"`` (answer
+            ``status`` without committing),
             ``"error_after_commit"`` (commit, then answer ``status``: e.g. 500, 504 or 202),
             ``"drop_before_commit"`` / ``"drop_after_commit"`` (close the connection unanswered).
         status: HTTP status of an ``error`` answer.
         response_code: SNAP ``responseCode`` of an ``error`` answer; derived from ``status``
             and the operation's service code when empty.
         retry_after: ``Retry-After`` header of an ``error`` answer (for 429).
-        delay: seconds of ``latency`` (also applied before an ``error`` or a drop).
+        delay: seconds of ``latency`` or ``hang_after_commit`` (also applied before an
+            ``error`` or a drop: a drop after a delay is a timeout before the commit).
     """
 
     kind: FaultKind

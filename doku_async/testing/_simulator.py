@@ -451,6 +451,10 @@ class DokuSimulator:
         fault = self.faults.take(op)
         if fault is None:
             return commit()
+        if fault.kind == "hang_after_commit":
+            reply = commit()
+            await asyncio.sleep(fault.delay)
+            return reply
         if fault.delay:
             if fault.kind == "latency":
                 # Commit after the delay even if the client left, like a slow real server;
