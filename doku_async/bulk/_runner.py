@@ -25,6 +25,7 @@ from .._exceptions import (
     TransferFailedError,
     TransferOutcomeUnknownError,
 )
+from .._redact import mask_account
 from ..models.kirim import CheckStatusResponse, TransactionStatus
 from ._journal import FINAL_STATES, Journal
 from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
@@ -375,6 +376,14 @@ class BulkRunner:
 
     async def _pay_once(self, item: PayoutItem, external_id: str | None) -> ItemResult:
         kirim = self.client.kirim
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "item %s: paying %s to bank %s account %s",
+                item.reference,
+                item.amount,
+                item.bank_code,
+                mask_account(item.account_number),
+            )
         await self.limiter.acquire()
         try:
             inquiry = await kirim.account_inquiry(
