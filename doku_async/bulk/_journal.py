@@ -107,20 +107,7 @@ class Journal:
     def plan(self, items: Iterable[PayoutItem]) -> int:
         """Record items not journaled yet as ``planned``, in one transaction."""
         now = time.time()
-        rows = (
-            (
-                i.reference,
-                i.line,
-                i.bank_code,
-                i.account_number,
-                i.account_name,
-                str(i.amount),
-                i.remark,
-                "planned",
-                now,
-            )
-            for i in items
-        )
+        rows = ((*_columns(i), "planned", now) for i in items)
         with self._db:
             cur = self._db.executemany(
                 "INSERT OR IGNORE INTO items(reference, line, bank_code, account_number, "
@@ -160,18 +147,7 @@ class Journal:
                 "amount, remark, state, external_id, updated) VALUES(?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(reference) DO UPDATE SET state='sending', "
                 "external_id=excluded.external_id, updated=excluded.updated",
-                (
-                    item.reference,
-                    item.line,
-                    item.bank_code,
-                    item.account_number,
-                    item.account_name,
-                    str(item.amount),
-                    item.remark,
-                    "sending",
-                    external_id,
-                    time.time(),
-                ),
+                (*_columns(item), "sending", external_id, time.time()),
             )
 
     def record(
@@ -193,13 +169,7 @@ class Journal:
                 "reference_no=COALESCE(excluded.reference_no, items.reference_no), "
                 "updated=excluded.updated",
                 (
-                    item.reference,
-                    item.line,
-                    item.bank_code,
-                    item.account_number,
-                    item.account_name,
-                    str(item.amount),
-                    item.remark,
+                    *_columns(item),
                     state,
                     code,
                     message[:500],
@@ -211,6 +181,19 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """How many items are in each state."""
         return dict(self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+
+
+def _columns(item: PayoutItem) -> tuple[object, ...]:
+    """The item's own columns, in table order."""
+    return (
+        item.reference,
+        item.line,
+        item.bank_code,
+        item.account_number,
+        item.account_name,
+        str(item.amount),
+        item.remark,
+    )
 
 
 def _entry(row: tuple[object, ...]) -> JournalEntry:
