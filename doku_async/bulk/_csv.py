@@ -73,6 +73,11 @@ def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
             continue
         values = {k: (v or "").strip() for k, v in row.items()}
         problems = [f"line {line}: {exc.field}: {exc.problem}" for exc in _field_errors(values)]
+        if any(c in values["amount"] for c in "eE"):
+            problems.append(
+                f"line {line}: amount: write plain digits, not exponent notation "
+                "(a spreadsheet may have reformatted it)"
+            )
         reference = values["reference"]
         first = seen.get(reference)
         if first is not None:

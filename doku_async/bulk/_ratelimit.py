@@ -13,7 +13,8 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """Paces requests to at most ``rate`` per second, shared by every worker.
 
-    On a 429 the rate is halved (and DOKU's ``Retry-After`` respected); it then climbs back
+    On a 429 the rate is halved (at most once a second, since one slow-down yields a burst
+    of 429s) and DOKU's ``Retry-After`` is respected; it then climbs back
     by 5% of the target per second without a 429 (additive increase, multiplicative
     decrease). With ``rate=None`` it does not pace until the first 429, then starts at half
     the rate it observed over the last second.
@@ -38,6 +39,7 @@ class RateLimiter:
         self._sleep = sleep
         self._next = 0.0
         self._last_adjust = 0.0
+        self._last_halving: float | None = None
         self._recent: deque[float] = deque()
 
     def __repr__(self) -> str:
@@ -75,11 +77,14 @@ class RateLimiter:
         """DOKU answered 429: halve the rate and honour ``retry_after``."""
         now = self._clock()
         self.throttled += 1
+        if retry_after is not None:
+            self._next = max(self._next, now + retry_after)
+        if self._last_halving is not None and now - self._last_halving < 1.0:
+            return  # one halving per second: a burst of 429s is one signal, not many
+        self._last_halving = now
         if self.rate is None:
             observed = float(len(self._recent)) or 1.0
             self.rate = max(self.min_rate, observed / 2)
         else:
             self.rate = max(self.min_rate, self.rate / 2)
         self._last_adjust = now
-        if retry_after is not None:
-            self._next = max(self._next, now + retry_after)

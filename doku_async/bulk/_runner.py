@@ -115,6 +115,7 @@ class BulkRunner:
         self.channel_code = channel_code
         self.summary = BulkSummary()
         self._stopping = False
+        self._references: set[str] = set()
 
     def __repr__(self) -> str:
         return f"BulkRunner(concurrency={self.concurrency}, journal={self.journal!r})"
@@ -163,23 +164,24 @@ class BulkRunner:
         outbox: asyncio.Queue[ItemResult | None] = asyncio.Queue(maxsize=self.concurrency * 2)
 
         async def feed() -> None:
-            try:
-                if isinstance(items, AsyncIterable):
-                    async for item in items:
-                        if self._stopping:
-                            break
-                        await inbox.put(item)
-                else:
-                    for item in items:
-                        if self._stopping:
-                            break
-                        await inbox.put(item)
-            finally:
-                for _ in range(self.concurrency):
-                    await inbox.put(None)
+            if isinstance(items, AsyncIterable):
+                async for item in items:
+                    if self._stopping:
+                        break
+                    await inbox.put(item)
+            else:
+                for item in items:
+                    if self._stopping:
+                        break
+                    await inbox.put(item)
+            # Only on a normal end: a cancelled run has no workers left to take these.
+            for _ in range(self.concurrency):
+                await inbox.put(None)
 
         async def work() -> None:
             while (item := await inbox.get()) is not None:
+                if self._stopping:
+                    continue  # queued but not started: leave it for a resumed run
                 await outbox.put(await self._process(item))
 
         async def supervise() -> None:
@@ -188,8 +190,12 @@ class BulkRunner:
                     group.create_task(feed())
                     for _ in range(self.concurrency):
                         group.create_task(work())
-            finally:
-                await outbox.put(None)
+            except asyncio.CancelledError:
+                raise  # the consumer is gone: nobody waits for the end marker
+            except BaseException:
+                await outbox.put(None)  # wake the consumer, which re-raises the error
+                raise
+            await outbox.put(None)
 
         supervisor = asyncio.create_task(supervise())
         try:
@@ -221,7 +227,17 @@ class BulkRunner:
         if total_amount is None:
             if not isinstance(items, list | tuple):
                 raise ConfigurationError("check_balance needs total_amount when items are streamed")
-            total_amount = sum((item.amount for item in items), Decimal("0.00"))
+            journal = self.journal
+            total_amount = sum(
+                (
+                    item.amount
+                    for item in items
+                    if journal is None
+                    or (entry := journal.get(item.reference)) is None
+                    or entry.state not in FINAL_STATES
+                ),
+                Decimal("0.00"),
+            )
         assert self.agent_key is not None
         balance = await self.client.kirim.balance_inquiry(account_no=self.agent_key)
         available = balance.available_balance
@@ -237,6 +253,16 @@ class BulkRunner:
 
     async def _process(self, item: PayoutItem) -> ItemResult:
         started = time.perf_counter()
+        if item.reference in self._references:
+            # Never pay (or journal over) a reference twice in one run.
+            return ItemResult(
+                reference=item.reference,
+                status="failed",
+                amount=item.amount,
+                message="the reference appears more than once in this run; not paid again",
+                line=item.line,
+            )
+        self._references.add(item.reference)
         try:
             result = await self._pay_or_settle(item)
         except (asyncio.CancelledError, ConfigurationError, AuthenticationError):
@@ -291,6 +317,8 @@ class BulkRunner:
             status = await self.client.kirim.check_status(
                 original_partner_reference_no=item.reference, original_external_id=external_id
             )
+        except (AuthenticationError, ConfigurationError):
+            raise
         except DokuError as exc:
             return self._finish(
                 item, "unknown", message=f"check status failed: {exc}", external_id=external_id
@@ -398,6 +426,8 @@ class BulkRunner:
             )
         except RateLimitError as exc:
             raise _RateLimited(exc, external_id) from None
+        except (AuthenticationError, ConfigurationError):
+            raise  # credentials or settings are wrong: every item would fail; stop the run
         except DokuError as exc:
             return self._rejected(item, exc, external_id=None)
         external_id = external_id or f"{secrets.randbits(106):032d}"
@@ -429,6 +459,8 @@ class BulkRunner:
             )
         except RateLimitError as exc:
             raise _RateLimited(exc, external_id) from None
+        except (AuthenticationError, ConfigurationError):
+            raise  # rejected before processing: nothing paid; stop the run
         except DokuTransportError as exc:
             if exc.request_sent:  # the SDK settles these itself; defensive
                 return self._finish(item, "unknown", message=exc.message, external_id=external_id)

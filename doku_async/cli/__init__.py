@@ -1,7 +1,8 @@
 """The ``doku-async`` command line (also ``python -m doku_async``).
 
 Exit codes: 0 everything paid; 1 some items failed (nothing paid for them); 3 some items are
-pending or of unknown outcome (resume later); 4 the input is invalid (nothing was sent);
+pending or of unknown outcome (resume later); 4 refused before sending anything (invalid input,
+or a balance too low for --check-balance);
 5 configuration or credentials are missing or rejected; 130 interrupted (journal consistent).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
-from ..bulk import BulkRunner, BulkSummary, Journal
+from ..bulk import BulkRunner, BulkSummary, Journal, PreflightError
 from ..bulk._csv import CsvInputError, ResultWriter, read_payouts
 from ._progress import ProgressPrinter
 
@@ -71,6 +72,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-key", help="agent key for --check-balance (or DOKU_AGENT_KEY)")
     p.add_argument("--check-balance", action="store_true", help="refuse if the balance is short")
     p.add_argument("--wait-final", action="store_true", help="poll until each payout is final")
+    p.add_argument(
+        "--poll-interval", type=float, default=10.0, help="seconds between final-status polls"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CsvInputError as exc:
         print(exc.message, file=sys.stderr)
         print("Nothing was sent.", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except PreflightError as exc:
+        print(f"refused: {exc.message}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     except (ConfigurationError, AuthenticationError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -133,6 +140,7 @@ async def _payouts(args: argparse.Namespace) -> int:
             rate=args.rate,
             journal=journal,
             wait_for_final=args.wait_final,
+            poll_interval=args.poll_interval,
             progress=printer,
             check_balance=args.check_balance,
             agent_key=agent_key,
@@ -188,7 +196,13 @@ def _print_summary(summary: BulkSummary, journal: str) -> None:
 
 async def _status(args: argparse.Namespace) -> int:
     if args.journal:
-        entry = Journal(args.journal).get(args.reference)
+        if not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat
+            raise ConfigurationError(f"no journal at {args.journal}")
+        journal = Journal(args.journal)
+        try:
+            entry = journal.get(args.reference)
+        finally:
+            journal.close()
         if entry is None:
             print(f"journal: {args.reference} is not in {args.journal}")
         else:

@@ -76,7 +76,8 @@ async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
     expected_notifications = sum(
         1 for i in items if "12345" in i.account_number or i.account_number == "7746555134"
     )
-    journal = Path(tempfile.mkdtemp(prefix="doku-demo-")) / "run.db"
+    workdir = tempfile.TemporaryDirectory(prefix="doku-demo-")
+    journal = Path(workdir.name) / "run.db"
     print(f"doku-async demo: paying {count} drivers (IDR {total:,}) through the embedded simulator")
     print(f"  webhook receiver: {hook}/unpaid and {hook}/refund")
     print(f"  journal: {journal}")
@@ -119,6 +120,7 @@ async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
             balance = sim.balance()
     finally:
         await runner.cleanup()
+        workdir.cleanup()
     kinds = Counter(f"{n.kind} {n.status}" for n in received)
     c = summary.counts
     print()
