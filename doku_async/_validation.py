@@ -28,6 +28,11 @@ def text(
     """A required string of ``min_len..max_len`` characters, optionally matching ``pattern``."""
     if not isinstance(value, str):
         raise RequestValidationError(field, f"must be a string, not {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestValidationError(field, "must be valid Unicode text") from None
     n = len(value)
     if min_len > 0 and (n == 0 or value.isspace()):
         raise RequestValidationError(field, "must not be empty")
@@ -92,10 +97,7 @@ def amount(
         raise RequestValidationError(
             field, f"must be a Decimal, int or str, not {type(value).__name__}"
         )
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation:
-        raise RequestValidationError(field, "is not a number") from None
+    dec = _to_decimal(field, value)
     if not dec.is_finite():
         raise RequestValidationError(field, "must be a finite number")
     if dec > maximum:
@@ -111,6 +113,18 @@ def amount(
     return quantized
 
 
+def _to_decimal(field: str, value: Decimal | int | str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str) and (not value.isascii() or "_" in value or value != value.strip()):
+        # Decimal() would take Arabic-Indic digits, "1_000" and padding: not for money.
+        raise RequestValidationError(field, "must be a plain number (ASCII digits, no spaces)")
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise RequestValidationError(field, "is not a number") from None
+
+
 def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> int:
     """A whole amount (no cents) between ``minimum`` and ``maximum``, returned as ``int``.
 
@@ -122,10 +136,7 @@ def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> in
         raise RequestValidationError(
             field, f"must be an int, Decimal or str, not {type(value).__name__}"
         )
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation:
-        raise RequestValidationError(field, "is not a number") from None
+    dec = _to_decimal(field, value)
     if not dec.is_finite() or dec != dec.to_integral_value(context=_CONTEXT):
         raise RequestValidationError(field, "must be a whole number (no cents)")
     if dec < minimum:

@@ -641,3 +641,20 @@ async def test_kirim_call_without_private_key_is_a_configuration_error(
         assert client.token_fetches == 0
     assert fake.calls == []
     assert fake.token_requests == 0
+
+
+@pytest.mark.parametrize("text", ["١٢٣", "1_000", " 100", "100 ", "1\u00a0000"])
+def test_amount_text_must_be_plain_ascii_digits(text: str) -> None:
+    """Decimal() would read these; money amounts must be unambiguous ASCII numbers."""
+    with pytest.raises(RequestValidationError) as info:
+        _validation.amount("amount", text)
+    assert info.value.field == "amount"
+    with pytest.raises(RequestValidationError):
+        _validation.whole_amount("amount", text, minimum=1, maximum=10**12)
+
+
+def test_lone_surrogate_text_is_a_validation_error() -> None:
+    with pytest.raises(RequestValidationError) as info:
+        _validation.text("remark", "ok\ud800", max_len=100)
+    assert info.value.field == "remark"
+    assert "Unicode" in info.value.problem

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
@@ -122,7 +123,11 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
         if request.content_type != "application/json":
             cfg.rejected += 1
             return _reject(415, "Content-Type must be application/json")
-        body = await _read_capped(request, cfg.max_body_size)
+        try:
+            body = await _read_capped(request, cfg.max_body_size)
+        except (web.RequestPayloadError, HttpProcessingError):
+            cfg.rejected += 1
+            return _reject(400, "unreadable body (bad encoding)")
         if body is None:
             cfg.rejected += 1
             return _reject(413, f"body larger than {cfg.max_body_size} bytes")

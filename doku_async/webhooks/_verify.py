@@ -122,7 +122,7 @@ def parse_notification(body: bytes, kind: NotificationKind | None = None) -> Not
         notification: Notification = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise NotificationParseError(f"invalid {kind} notification: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise NotificationParseError(f"{kind} notification body is not valid JSON") from None
     if not notification.transaction_id:
         raise NotificationParseError("transactionId is empty")
