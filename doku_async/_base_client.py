@@ -512,6 +512,7 @@ class SnapRequester:
         refs = {"X-EXTERNAL-ID": external_id, "partnerReferenceNo": partner_reference_no}
         sends = 0
         resent = False
+        external_id_spent = False
         # Once a send may have reached DOKU, no later failure may claim "nothing was paid":
         # that earlier send can still land.
         earlier: DokuError | None = None
@@ -565,6 +566,10 @@ class SnapRequester:
                 ):
                     raise give_up(error)
                 unclear = error  # 5xx, 504, 408, 202, 409, or an undecodable success
+                if status == 409 and answer.code[5:] == "00":
+                    # 409xx00: this X-EXTERNAL-ID was already used today. DOKU's rule is never
+                    # to resend it; only check status may settle the outcome.
+                    external_id_spent = True
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "transfer outcome unclear (%s); asking check status", type(unclear).__name__
@@ -579,6 +584,13 @@ class SnapRequester:
                 )
             status_code = found.transaction_status
             if status_code == TransactionStatus.NOT_FOUND:
+                if external_id_spent:
+                    raise TransferOutcomeUnknownError(
+                        f"{_TRANSFER_UNCLEAR}: DOKU says this X-EXTERNAL-ID was already used "
+                        "today but check status does not find the transfer; it is not resent",
+                        references=refs,
+                        last_error=unclear,
+                    )
                 if not resent:
                     resent = True
                     earlier = unclear

@@ -1177,3 +1177,14 @@ def test_result_writer_rows(tmp_path: Path) -> None:
     assert rows[1]["status"] == "skipped (failed)"
     assert rows[1]["line"] == ""
     assert rows[1]["external_id"] == ""
+
+
+async def test_ratelimiter_without_rate_measures_a_short_run_per_second() -> None:
+    """A run younger than a second is measured over its own span, not a full second."""
+    t = FakeTime(advance=False)
+    lim = limiter(None, t)
+    for _ in range(100):
+        await lim.acquire()
+        t.now += 0.001  # 100 requests in 0.1 s: 1,000 per second
+    lim.throttle()
+    assert lim.rate == pytest.approx(1000 / 2, rel=0.05)

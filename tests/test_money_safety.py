@@ -476,3 +476,21 @@ async def test_many_concurrent_transfers_each_paid_once(keypair: tuple[bytes, by
         assert fake.transfers_count(ref) == 1
     assert fake.balance == Decimal("100000000.00") - 20 * Decimal("1000.00")
     assert_ledger_sane(fake)
+
+
+async def test_external_id_already_used_is_never_resent(keypair: tuple[bytes, bytes]) -> None:
+    """409xx00 (X-EXTERNAL-ID used today) is never answered by resending that X-EXTERNAL-ID:
+    when check status does not find the transfer, the outcome is reported unknown."""
+    fake = new_fake(keypair)
+    fake.inject("transfer_bank", "http", http_status=409, response_code="4094300")
+    async with running(fake, keypair) as client:
+        with pytest.raises(TransferOutcomeUnknownError) as info:
+            await pay(client, "EXT-SPENT")
+    assert len(fake.calls_for("transfer_bank")) == 1
+    assert len(fake.calls_for("check_status")) == 1
+    sent = fake.calls_for("transfer_bank")[0]
+    assert info.value.external_id == header(sent, "X-EXTERNAL-ID")
+    assert info.value.partner_reference_no == "EXT-SPENT"
+    assert "X-EXTERNAL-ID" in info.value.message
+    assert fake.transfers_count("EXT-SPENT") == 0
+    assert_ledger_sane(fake)

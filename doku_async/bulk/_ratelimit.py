@@ -83,8 +83,11 @@ class RateLimiter:
             return  # one halving per second: a burst of 429s is one signal, not many
         self._last_halving = now
         if self.rate is None:
-            observed = float(len(self._recent)) or 1.0
-            self.rate = max(self.min_rate, observed / 2)
+            recent = self._recent
+            # Requests per second over the last second, or over the run so far if shorter.
+            span = min(1.0, now - recent[0]) if recent else 1.0
+            observed = len(recent) / span if span > 0 else float(len(recent))
+            self.rate = max(self.min_rate, (observed or 1.0) / 2)
         else:
             self.rate = max(self.min_rate, self.rate / 2)
         self._last_adjust = now

@@ -382,6 +382,8 @@ class BulkRunner:
                 status = await self.client.kirim.check_status(
                     original_partner_reference_no=item.reference
                 )
+            except (AuthenticationError, ConfigurationError):
+                raise
             except DokuError as exc:
                 log.debug("polling %s failed: %s", item.reference, exc)
         return status
@@ -487,11 +489,16 @@ class BulkRunner:
                 status = await kirim.check_status(
                     original_partner_reference_no=item.reference, original_external_id=external_id
                 )
-            except DokuError:
+            except (AuthenticationError, ConfigurationError):
+                raise
+            except DokuError as exc:
+                # Accepted, but the final status is not confirmed (an UNPAID transfer can
+                # still fail): pending, so a resumed run settles it.
                 return self._finish(
                     item,
-                    "succeeded",
+                    "pending",
                     code="2004300",
+                    message=f"accepted; final status not confirmed ({type(exc).__name__})",
                     reference_no=result.reference_no,
                     external_id=external_id,
                 )
