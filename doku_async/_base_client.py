@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TypeVar
 
 import msgspec
@@ -61,6 +62,7 @@ from .models.kirim import (
     TokenRequest,
     TokenResponse,
     TransactionStatus,
+    TransferBankResponse,
     TransferResult,
 )
 
@@ -71,6 +73,7 @@ log = logging.getLogger("doku_async")
 R = TypeVar("R", bound=SnapResponse)
 
 _TRANSFER_UNCLEAR = "the transfer's outcome is unclear"
+_NO_REFERENCES: Mapping[str, str] = MappingProxyType({})
 _TOKEN_BODY = _serde.encode(TokenRequest(grant_type="client_credentials"))
 
 
@@ -328,6 +331,8 @@ class SnapRequester:
     ) -> _Answer:
         """Send once; on ``401xx01``/``401xx03`` drop the token, re-sign and send once more."""
         refreshed = False
+        if "X-EXTERNAL-ID" not in references:
+            references = {**references, "X-EXTERNAL-ID": external_id}
         while True:
             token = await self._token(deadline, references)
             timeout = self.attempt_timeout(deadline, references)
@@ -362,17 +367,29 @@ class SnapRequester:
 
     # --- reads -----------------------------------------------------------------------------
 
+    def _judge(
+        self, answer: _Answer, references: Mapping[str, str], *, redact_body: bool = False
+    ) -> tuple[DokuError, bool, float | None]:
+        """For a non-success answer of an idempotent call: the error, whether to retry it
+        (429, 5xx, 202, 408, 403xx04/06, 409xx00) and DOKU's ``Retry-After`` hint."""
+        error = answer.error(references, redact_body=redact_body)
+        retryable = answer.disposition in (Disposition.RETRYABLE, Disposition.IN_PROGRESS) or (
+            answer.disposition is Disposition.DUPLICATE and answer.code[5:] == "00"
+        )
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        return error, retryable, retry_after
+
     async def _retrying(
         self,
         send_once: Callable[[int], Awaitable[_Answer]],
         *,
         deadline: float,
         max_attempts: int,
-        references: Callable[[int], Mapping[str, str]],
+        references: Mapping[str, str],
         redact_body: bool = False,
     ) -> _Answer:
-        """Run ``send_once`` until a decoded success, retrying transport errors, 429, 5xx,
-        202 and 409xx00 with backoff inside the deadline; raise the last error otherwise."""
+        """Run ``send_once`` until a decoded success, retrying what :meth:`_judge` allows with
+        backoff inside the deadline; raise the last error otherwise."""
         attempt_no = 0
         while True:
             attempt_no += 1
@@ -386,15 +403,11 @@ class SnapRequester:
             else:
                 if answer.disposition is Disposition.SUCCESS and answer.decoded is not None:
                     return answer
-                last = answer.error(references(attempt_no), redact_body=redact_body)
-                retryable = answer.disposition in (
-                    Disposition.RETRYABLE,
-                    Disposition.IN_PROGRESS,
-                ) or (answer.disposition is Disposition.DUPLICATE and answer.code[5:] == "00")
+                last, retryable, retry_after = self._judge(
+                    answer, references, redact_body=redact_body
+                )
                 if not retryable:
                     raise last
-                if isinstance(last, RateLimitError):
-                    retry_after = last.retry_after
             if not await self.backoff_or_give_up(attempt_no, max_attempts, deadline, retry_after):
                 raise last
 
@@ -409,29 +422,38 @@ class SnapRequester:
         max_attempts: int | None = None,
     ) -> R:
         """An idempotent call: retried on transport errors, 429, 5xx and 409xx00, each attempt
-        with a fresh ``X-EXTERNAL-ID``, timestamp and signature, inside the deadline."""
+        with a fresh ``X-EXTERNAL-ID``, timestamp and signature, inside the deadline.
+
+        The loop is written out here rather than through :meth:`_retrying`: this is the hot
+        path, and every extra coroutine frame is paid again at each suspension.
+        """
         deadline = self.deadline() if deadline is None else deadline
+        limit = self._retry.max_attempts if max_attempts is None else max_attempts
         body_hash = body_sha256_hex(body)
-        base_refs = dict(references or {})
-        refs_by_attempt: dict[int, Mapping[str, str]] = {}
-
-        def refs(attempt_no: int) -> Mapping[str, str]:
-            return refs_by_attempt.get(attempt_no, base_refs)
-
-        async def send_once(attempt_no: int) -> _Answer:
+        base = references if references is not None else _NO_REFERENCES
+        attempt_no = 0
+        while True:
+            attempt_no += 1
             external_id = new_external_id()
-            attempt_refs = refs_by_attempt[attempt_no] = {**base_refs, "X-EXTERNAL-ID": external_id}
-            return await self.attempt(
-                op, body, body_hash, external_id, deadline, attempt_no, response_type, attempt_refs
-            )
-
-        answer = await self._retrying(
-            send_once,
-            deadline=deadline,
-            max_attempts=self._retry.max_attempts if max_attempts is None else max_attempts,
-            references=refs,
-        )
-        return answer.decoded  # type: ignore[return-value]
+            retry_after: float | None = None
+            try:
+                answer = await self.attempt(
+                    op, body, body_hash, external_id, deadline, attempt_no, response_type, base
+                )
+            except _TokenUnavailable as exc:
+                raise exc.error from None
+            except DokuTransportError as exc:
+                last: DokuError = exc
+            else:
+                if answer.disposition is Disposition.SUCCESS and answer.decoded is not None:
+                    return answer.decoded  # type: ignore[return-value]
+                last, retryable, retry_after = self._judge(
+                    answer, {**base, "X-EXTERNAL-ID": external_id}
+                )
+                if not retryable:
+                    raise last
+            if not await self.backoff_or_give_up(attempt_no, limit, deadline, retry_after):
+                raise last
 
     async def fetch_token(self) -> tuple[str, float]:
         """Fetch a B2B access token (retried like a read). Returns ``(token, lifetime)``.
@@ -464,7 +486,7 @@ class SnapRequester:
                 send_once,
                 deadline=deadline,
                 max_attempts=self._retry.max_attempts,
-                references=lambda _: {},
+                references=_NO_REFERENCES,
                 redact_body=True,
             )
         except AuthenticationError as exc:
@@ -682,8 +704,6 @@ def build_result(
     resent: bool,
 ) -> TransferResult:
     """Assemble the :class:`TransferResult` of a settled transfer."""
-    from .models.kirim import TransferBankResponse
-
     resp = response if isinstance(response, TransferBankResponse) else None
     reference_no = (
         resp.reference_no if resp is not None else (found.original_reference_no if found else None)

@@ -143,7 +143,10 @@ class DokuClient:
         self._rand = rand or random.random
         self._wall_clock = wall_clock or time.time
         self._transport = Transport(
-            session=session, connect_timeout=self.timeouts.connect, pool_size=pool_size
+            session=session,
+            connect_timeout=self.timeouts.connect,
+            pool_size=pool_size,
+            attempt_timeout=self.timeouts.attempt,
         )
         paths = self.kirim_paths
         self._snap_ops: dict[str, SnapOperation] = {

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ._exceptions import ConfigurationError
 
 __all__ = [
+    "AesKey",
     "HmacKey",
     "NonSnapAlgorithm",
     "TimestampFormat",
@@ -323,23 +324,42 @@ def _aes_key(encryption_key: str | bytes) -> bytes:
     return key
 
 
+class AesKey:
+    """An AES key for notification signatures, prepared once (the cipher object is reused;
+    only a cheap encryption context is made per signature). The repr never shows the key."""
+
+    __slots__ = ("_cipher",)
+
+    def __init__(self, encryption_key: str | bytes) -> None:
+        # ECB is what the legacy scheme specifies; the plaintext is not secret, the key is.
+        self._cipher = Cipher(algorithms.AES(_aes_key(encryption_key)), modes.ECB())  # noqa: S305
+
+    def signature(self, agent_key: str, request_id: str) -> str:
+        """``base64(AES-ECB-PKCS7(key, agentKey + requestId))``."""
+        plaintext = f"{agent_key}{request_id}".encode()
+        pad = 16 - len(plaintext) % 16  # PKCS#7
+        encryptor = self._cipher.encryptor()
+        sealed = encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+        return binascii.b2a_base64(sealed, newline=False).decode("ascii")
+
+    def __repr__(self) -> str:
+        return "AesKey(***)"
+
+
 def kirim_notification_signature(
-    agent_key: str, request_id: str, encryption_key: str | bytes
+    agent_key: str, request_id: str, encryption_key: str | bytes | AesKey
 ) -> str:
     """``base64(AES-ECB-PKCS7(encryption_key, agentKey + requestId))``.
 
     This is the legacy KIRIMDOKU scheme; DOKU has not published the current one, which is
-    why the webhook verifier is pluggable.
+    why the webhook verifier is pluggable. Pass an :class:`AesKey` to reuse a prepared key.
     """
-    padder = padding.PKCS7(128).padder()
-    plaintext = padder.update(f"{agent_key}{request_id}".encode()) + padder.finalize()
-    # ECB is what the legacy scheme specifies; the plaintext is not secret, the key is.
-    encryptor = Cipher(algorithms.AES(_aes_key(encryption_key)), modes.ECB()).encryptor()  # noqa: S305
-    return base64.b64encode(encryptor.update(plaintext) + encryptor.finalize()).decode("ascii")
+    key = encryption_key if isinstance(encryption_key, AesKey) else AesKey(encryption_key)
+    return key.signature(agent_key, request_id)
 
 
 def verify_kirim_notification_signature(
-    agent_key: str, request_id: str, encryption_key: str | bytes, signature: str
+    agent_key: str, request_id: str, encryption_key: str | bytes | AesKey, signature: str
 ) -> bool:
     """Check a notification ``signature`` header in constant time."""
     expected = kirim_notification_signature(agent_key, request_id, encryption_key)

@@ -45,12 +45,15 @@ class Transport:
         session: aiohttp.ClientSession | None,
         connect_timeout: float,
         pool_size: int,
+        attempt_timeout: float = 0.0,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._connect_timeout = connect_timeout
         self._pool_size = pool_size
         self._closed = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._common_timeout = attempt_timeout
         self._user_agent = f"{C.USER_AGENT}/{__version__}"
 
     @property
@@ -66,6 +69,8 @@ class Transport:
                 connector=connector,
                 headers={"User-Agent": self._user_agent},
                 skip_auto_headers=("Content-Type",),
+                # DOKU's APIs use no cookies: skip the jar's work on every request and answer.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return session
 
@@ -82,9 +87,14 @@ class Transport:
         session = self._get_session()
         if session.closed:
             raise DokuConnectionError("the aiohttp session is closed", request_sent=False)
-        client_timeout = aiohttp.ClientTimeout(
-            total=max(timeout, 0.001), sock_connect=min(self._connect_timeout, max(timeout, 0.001))
-        )
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            total = max(timeout, 0.001)
+            client_timeout = aiohttp.ClientTimeout(
+                total=total, sock_connect=min(self._connect_timeout, total)
+            )
+            if timeout == self._common_timeout:  # the usual full attempt: build it once
+                self._timeouts[timeout] = client_timeout
         started = time.perf_counter()
         try:
             async with session.post(

@@ -31,7 +31,8 @@ class MemoryDedupStore:
     """An in-process store with a TTL (48 hours by default, past DOKU's 12-hour retries).
 
     Atomic because asyncio runs one coroutine step at a time and :meth:`claim` never awaits.
-    Expired keys are purged as new ones arrive; ``max_keys`` bounds memory.
+    Expired keys are purged as new ones arrive, at a cost proportional to what is purged;
+    ``max_keys`` bounds memory (the oldest keys go first).
     """
 
     def __init__(
@@ -48,24 +49,31 @@ class MemoryDedupStore:
         return len(self._expiry)
 
     def _purge(self, now: float) -> None:
-        expired = [k for k, t in self._expiry.items() if t <= now]
-        for k in expired:
-            del self._expiry[k]
-        overflow = len(self._expiry) - self._max_keys
-        if overflow > 0:  # drop the oldest insertions first
-            for k in list(self._expiry)[:overflow]:
-                del self._expiry[k]
+        """Drop expired keys from the front, then the oldest beyond ``max_keys``.
+
+        Keys are kept in insertion order, which is expiry order for one TTL, so this stops at
+        the first live key: it costs what it removes, not the size of the store.
+        """
+        expiry = self._expiry
+        stale: list[str] = []
+        overflow = len(expiry) - self._max_keys + 1
+        for key, until in expiry.items():
+            if until > now and len(stale) >= overflow:
+                break
+            stale.append(key)
+        for key in stale:
+            del expiry[key]
 
     async def claim(self, keys: Sequence[str], ttl: float) -> bool:
         now = self._clock()
-        if len(self._expiry) >= self._max_keys or (len(self._expiry) & 1023) == 0:
-            self._purge(now)
+        self._purge(now)
         for key in keys:
             expiry = self._expiry.get(key)
             if expiry is not None and expiry > now:
                 return False
         until = now + ttl
         for key in keys:
+            self._expiry.pop(key, None)  # re-insert at the end: order stays expiry order
             self._expiry[key] = until
         return True
 

@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from .._exceptions import DokuError, SignatureVerificationError
-from .._signing import kirim_notification_signature
+from .._signing import AesKey, kirim_notification_signature
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 
 __all__ = [
@@ -77,14 +77,12 @@ class AesSignatureVerifier:
     def __init__(self, keys: Mapping[str, str | Sequence[str]]) -> None:
         if not keys:
             raise ValueError("AesSignatureVerifier needs at least one agent key")
-        self._keys: dict[str, tuple[str, ...]] = {}
+        self._keys: dict[str, tuple[AesKey, ...]] = {}
         for agent_key, enc in keys.items():
             encs = (enc,) if isinstance(enc, str) else tuple(enc)
             if not agent_key or not encs:
                 raise ValueError("every agent key needs at least one encryption key")
-            for key in encs:
-                kirim_notification_signature(agent_key, "probe", key)  # validates the key length
-            self._keys[agent_key] = encs
+            self._keys[agent_key] = tuple(AesKey(key) for key in encs)  # checks key lengths
 
     @classmethod
     def single(cls, agent_key: str, encryption_keys: str | Iterable[str]) -> AesSignatureVerifier:
@@ -105,7 +103,7 @@ class AesSignatureVerifier:
             raise WebhookVerificationError("unknown agentKey")
         ok = False
         for key in encs:  # every key is tried, so timing does not tell which one matched
-            expected = kirim_notification_signature(agent_key, request_id, key).encode()
+            expected = key.signature(agent_key, request_id).encode()
             ok |= hmac.compare_digest(expected, signature)
         if not ok:
             raise WebhookVerificationError("signature does not verify")
