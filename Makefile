@@ -23,6 +23,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/doku-async demo
 
+## make bench: the benchmark suite; its extra dependencies go into the same venv, never into
+## the package's own (uvloop; the official doku-python-library and the modules it imports
+## without declaring them: flask, xmltodict, pycryptodome)
+BENCH_DEPS := uvloop doku-python-library==1.1.72 flask xmltodict pycryptodome
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet $(BENCH_DEPS)
+	$(BIN)/python -m benchmarks
+
 lint: $(STAMP)
 	$(BIN)/ruff check doku_async tests
 
