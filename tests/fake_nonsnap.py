@@ -41,7 +41,7 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -49,7 +49,7 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from aiohttp import web
-from fakedoku import RecordedCall, serve
+from fakedoku import BackgroundWork, RecordedCall, serve
 
 __all__ = [
     "FAULTS",
@@ -460,7 +460,7 @@ class _Validator:
 # --------------------------------------------------------------------------- the fake
 
 
-class FakeNonSnap:
+class FakeNonSnap(BackgroundWork):
     """DOKU's Non-SNAP server side (Payout Link, Transfers, RDL), in memory, with faults."""
 
     def __init__(
@@ -492,7 +492,7 @@ class FakeNonSnap:
         self._effects: dict[tuple[str, str], int] = {}
         self._faults: dict[str, deque[_Fault]] = {op: deque() for op in OPS}
         self._forge = 0
-        self._tasks: set[asyncio.Task[_Outcome]] = set()
+        super().__init__()
         self._next_transaction = 1
 
         self.app = web.Application()
@@ -557,24 +557,7 @@ class FakeNonSnap:
             raise ValueError("times must be >= 1")
         self._forge += times
 
-    async def settle(self) -> None:
-        """Wait for work still running after its client went away (``delay`` faults)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     # ------------------------------------------------------------------ plumbing
-
-    def _route(self, op: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await self._handle(op, request)
-
-        return handler
-
-    async def _on_cleanup(self, _app: web.Application) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, op: str, request: web.Request) -> web.StreamResponse:
         call = RecordedCall(op, request.path, dict(request.headers), b"", 0, "")
@@ -699,13 +682,8 @@ class FakeNonSnap:
             return _DROP
         if fault.kind == "unsigned":
             return dataclasses.replace(process(), signed=False)
-        # "delay": sleep, then commit and answer. The work runs in its own task and the
-        # handler only awaits it through a shield, so the commit happens even when the
-        # client has gone away and the handler is cancelled.
-        task = asyncio.ensure_future(self._delayed(op, fault.delay, process))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
+        # "delay": sleep, then commit and answer, even if the client has gone away.
+        return await self._shielded(self._delayed(op, fault.delay, process))
 
     async def _delayed(self, op: str, delay: float, process: Callable[[], _Answer]) -> _Outcome:
         await asyncio.sleep(delay)

@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
@@ -265,7 +265,46 @@ def _reject(status: int, code: str, message: str) -> _Reject:
 # --------------------------------------------------------------------------- the fake
 
 
-class FakeDoku:
+T = TypeVar("T")
+
+
+class BackgroundWork:
+    """Plumbing both fakes share: routes that record into ``_handle``, and work that keeps
+    running after its client went away (the ``delay`` faults), settled or cancelled."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def _handle(self, op: str, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def _route(self, op: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._handle(op, request)
+
+        return handler
+
+    async def _shielded(self, work: Awaitable[T]) -> T:
+        """Run ``work`` in its own tracked task and await it through a shield, so it finishes
+        even when the client has gone away and the handler is cancelled."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait for work still running after its client went away (``delay`` faults)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class FakeDoku(BackgroundWork):
     """DOKU's Kirim DOKU SNAP server side, in memory, with fault injection."""
 
     def __init__(
@@ -302,7 +341,7 @@ class FakeDoku:
         self._sessions_used: set[str] = set()
         self._creations: dict[str, int] = {}
         self._faults: dict[str, deque[_Fault]] = {op: deque() for op in OPS}
-        self._tasks: set[asyncio.Task[_Outcome]] = set()
+        super().__init__()
         self._next_reference = 1123220
 
         self.app = web.Application()
@@ -354,24 +393,7 @@ class FakeDoku:
     def pending_faults(self, op: str) -> int:
         return len(self._faults[op])
 
-    async def settle(self) -> None:
-        """Wait for work still running after its client went away (``delay`` faults)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     # ------------------------------------------------------------------ plumbing
-
-    def _route(self, op: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await self._handle(op, request)
-
-        return handler
-
-    async def _on_cleanup(self, _app: web.Application) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, op: str, request: web.Request) -> web.StreamResponse:
         call = RecordedCall(op, request.path, dict(request.headers), b"", 0, "")
@@ -432,13 +454,8 @@ class FakeDoku:
             outcome = process()
             await asyncio.sleep(fault.delay)
             return outcome
-        # "delay": sleep, then commit and answer. The work runs in its own task and the
-        # handler only awaits it through a shield, so the commit happens even when the
-        # client has gone away and aiohttp cancels the handler.
-        task = asyncio.ensure_future(self._delayed(op, fault.delay, process))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
+        # "delay": sleep, then commit and answer, even if the client has gone away.
+        return await self._shielded(self._delayed(op, fault.delay, process))
 
     async def _delayed(self, op: str, delay: float, process: Callable[[], _Outcome]) -> _Outcome:
         await asyncio.sleep(delay)
