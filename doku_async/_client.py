@@ -122,8 +122,11 @@ class DokuClient:
             raise ConfigurationError(
                 "response_signatures: must be 'required', 'if_present' or 'off'"
             )
-        if not channel_id:
-            raise ConfigurationError("channel_id: must not be empty")
+        for name, value in (("client_id", client_id), ("channel_id", channel_id)):
+            if not value or not all("!" <= c <= "~" for c in value):
+                raise ConfigurationError(f"{name}: must be visible ASCII characters, no spaces")
+        if not (len(check_status_service_code) == 2 and check_status_service_code.isdigit()):
+            raise ConfigurationError("check_status_service_code: must be two digits")
         self.client_id = client_id
         self.base_url = base_url.rstrip("/")
         self._prefix = parts.path.rstrip("/")

@@ -78,8 +78,8 @@ class DokuError(Exception):
         return f"{self.message} [{refs}]"
 
 
-class ConfigurationError(DokuError):
-    """The client was configured with missing or invalid settings."""
+class ConfigurationError(DokuError, ValueError):
+    """A client, runner or webhook app was configured with missing or invalid settings."""
 
 
 class RequestValidationError(DokuError, ValueError):

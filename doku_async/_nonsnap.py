@@ -154,13 +154,21 @@ class NonSnapRequester:
         request_id: str,
         references: Mapping[str, str],
         resolve: Callable[[], Awaitable[N | None]] | None = None,
+        matches: Callable[[N], bool] | None = None,
     ) -> N:
-        """Run one operation to a definite answer, or raise a typed error."""
+        """Run one operation to a definite answer, or raise a typed error.
+
+        ``matches`` tells whether a replayed (409) or status-resolved result is this request's
+        (same key and amount); one that is not is never returned as ours.
+        Once an attempt of a money-moving call may have reached DOKU, no later answer is
+        taken as "nothing was paid": the outcome is settled by ``resolve`` or reported unknown.
+        """
         flow = self._flow
         deadline = flow.deadline()
         refs = {"Request-Id": request_id, **references}
         attempt_no = 0
         maybe_sent = False  # some attempt may have reached DOKU without a readable answer
+        final = False  # the last answer was a definite rejection
         while True:
             attempt_no += 1
             retry_after: float | None = None
@@ -194,39 +202,54 @@ class NonSnapRequester:
                         raw.elapsed * 1000,
                         attempt_no,
                     )
-                self._verify(op, raw, request_id, refs)
+                try:
+                    self._verify(op, raw, request_id, refs)
+                except SignatureVerificationError as exc:
+                    last, final = exc, True
+                    break
                 status = raw.status
                 if 200 <= status < 300 or status == 409:
                     decoded = self._decode(raw, response_type)
-                    if decoded is not None and (status != 409 or decoded.is_result()):
+                    replayed = status == 409
+                    if decoded is not None and (
+                        not replayed
+                        or (decoded.is_result() and (matches is None or matches(decoded)))
+                    ):
                         decoded.request_id = request_id
-                        decoded.replayed = status == 409
+                        decoded.replayed = replayed
+                        decoded.resolved_by_status = False
                         return decoded
-                    if status != 409:
-                        raise ResponseDecodeError(
+                    if not replayed:
+                        last = ResponseDecodeError(
                             f"cannot decode DOKU's answer (HTTP {status})",
                             http_status=status,
                             raw_body=raw.body,
                             references=refs,
                         )
-                    error = self._error(raw, refs)
-                    raise DuplicateRequestError(
-                        "DOKU answered 409 without a result: the Request-Id or the reference "
-                        f"was already used ({error.response_message})",
-                        http_status=409,
-                        response_message=error.response_message,
-                        raw_body=raw.body,
-                        references=error.references,
-                        details=error.details,
-                    )
+                    else:
+                        # DOKU's answer for this Request-Id, replayed: had an earlier attempt
+                        # paid, the replay would carry that result. So this one is definite.
+                        error = self._error(raw, refs)
+                        raise DuplicateRequestError(
+                            "DOKU answered 409 without this request's result: the Request-Id "
+                            f"or the reference was already used ({error.response_message})",
+                            http_status=409,
+                            response_message=error.response_message,
+                            raw_body=raw.body,
+                            references=error.references,
+                            details=error.details,
+                        )
+                    final = True
+                    break
                 error = self._error(raw, refs)
+                last = error
                 if isinstance(error, RateLimitError):
                     retry_after = error.retry_after
                 elif status == 408 or status >= 500:
                     maybe_sent = True
                 else:
-                    raise error
-                last = error
+                    final = True
+                    break
             if not await flow.backoff_or_give_up(
                 attempt_no, self._max_attempts, deadline, retry_after
             ):
@@ -238,14 +261,16 @@ class NonSnapRequester:
                 found = await resolve()
             except DokuError:
                 found = None
-            if found is not None:
+            if found is not None and (matches is None or matches(found)):
                 found.request_id = request_id
+                found.replayed = False
                 found.resolved_by_status = True
                 return found
+        earlier = " (an earlier attempt may have reached DOKU)" if final else ""
         raise TransferOutcomeUnknownError(
             f"the outcome of {op.name} is unclear after {attempt_no} attempt(s) with the same "
-            f"Request-Id ({type(last).__name__}); resend with the same request_id later, never "
-            "with a new one",
+            f"Request-Id ({type(last).__name__}){earlier}; resend with the same request_id "
+            "later, never with a new one",
             references=refs,
             last_error=last,
         )

@@ -1188,3 +1188,73 @@ async def test_ratelimiter_without_rate_measures_a_short_run_per_second() -> Non
         t.now += 0.001  # 100 requests in 0.1 s: 1,000 per second
     lim.throttle()
     assert lim.rate == pytest.approx(1000 / 2, rel=0.05)
+
+
+# ------------------------------------------------------------ review findings (regressions)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"customer_number": "0812"},
+        {"sender_country_code": "IDN"},
+        {"channel_code": "abc"},
+        {"rate": 0},
+    ],
+)
+async def test_bad_run_settings_fail_the_run_not_every_item(
+    sim: DokuSimulator, kwargs: dict[str, Any]
+) -> None:
+    """A run-wide typo is a ConfigurationError at once; no item is journaled as failed."""
+    options: dict[str, Any] = {"customer_number": CUSTOMER, **kwargs}
+    async with client_for(sim) as doku:
+        with pytest.raises(ConfigurationError):
+            BulkRunner(doku, **options)
+    assert sim.requests == []
+
+
+async def test_resume_with_earlier_failures_does_not_exit_0(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """Exit code 0 means everything was paid: items skipped because they failed earlier keep
+    the run from claiming that."""
+    db = tmp_path / "run.db"
+    items = [plain(0), plain(1)]
+    async with client_for(sim) as doku:
+        first = BulkRunner(doku, customer_number=CUSTOMER, journal=db)
+        async with first:
+            first.journal.record(items[1], "failed", code="06", message="failed earlier")  # type: ignore[union-attr]
+            summary = await first.run(items)
+        assert summary.counts["succeeded"] == 1
+        assert summary.skipped_failed == 1
+        assert summary.exit_code == 1
+        async with BulkRunner(doku, customer_number=CUSTOMER, journal=db) as again:
+            resumed = await again.run(items)
+    assert resumed.counts["skipped"] == 2
+    assert resumed.exit_code == 1
+    assert sim.transfer_count(items[1].reference) == 0
+
+
+async def test_changed_details_for_a_journaled_reference_are_never_paid(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """Same reference, other amount or account than the journal holds: not paid again, and
+    not reported as succeeded or as a plain failure of the earlier payment."""
+    db = tmp_path / "run.db"
+    original = plain(0)
+    async with client_for(sim) as doku:
+        async with BulkRunner(doku, customer_number=CUSTOMER, journal=db) as runner:
+            await runner.run([original])
+        changed = payout_item(
+            reference=original.reference,
+            bank_code=original.bank_code,
+            account_number=original.account_number,
+            account_name=original.account_name,
+            amount="999.00",
+        )
+        async with BulkRunner(doku, customer_number=CUSTOMER, journal=db) as runner:
+            [result] = [r async for r in runner.results([changed])]
+    assert result.status == "failed"  # not paid with these details (the reference is taken)
+    assert "other details" in result.message
+    assert sim.transfer_count(original.reference) == 1
+    assert Journal(db).get(original.reference).state == "succeeded"  # type: ignore[union-attr]

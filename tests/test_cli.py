@@ -291,7 +291,7 @@ async def test_run_with_a_failing_row_exits_1(sim: DokuSimulator, tmp_path: Path
 
     # A resume leaves the failed row alone (final): nothing failed in this run, exit 0.
     resumed = await cli("payouts", "resume", str(db), env=env, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed
+    assert resumed.returncode == 1, resumed  # the failed item is still unpaid
     assert "skipped 4" in resumed.stdout
     assert sim.transfer_count("CLI-FAIL") == 1
 

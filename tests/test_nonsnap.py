@@ -1010,3 +1010,22 @@ async def test_every_status_round_trips_and_unknown_is_tolerated(keypair: KeyPai
             assert got.data.state == PAYOUT_STATES.get(status, "UNKNOWN")
     assert PayoutLinkStatus.is_known("SOMETHING_NEW") is False
     assert fake.effects_count("payout_initiate", "REF-S") == 1
+
+
+@pytest.mark.parametrize("op", MONEY_OPS)
+async def test_rejection_after_an_unclear_attempt_is_not_reported_as_unpaid(
+    keypair: KeyPair, op: str
+) -> None:
+    """Once an attempt may have reached DOKU, a later definite rejection (here a 401 on the
+    resend) must not be read as "nothing was paid": the first attempt may still have landed."""
+    fake = new_fake()
+    key = KEYS[op]
+    fake.inject(op, "drop_before_commit")
+    fake.inject(op, "http", http_status=401, body={"error": {"code": "x", "message": "no"}})
+    fake.inject("payout_status", "http", http_status=500, times=10)
+    async with asyncio.timeout(20), running(fake, keypair, response_signatures="off") as doku:
+        with pytest.raises(TransferOutcomeUnknownError) as info:
+            await money_call(doku, op, key)
+    assert info.value.request_id
+    assert isinstance(info.value.last_error, AuthenticationError)
+    assert fake.effects_count(op, key) == 0

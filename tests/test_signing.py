@@ -574,7 +574,7 @@ def test_load_private_key_rejects_ec_key(ec_private_pem: bytes, tmp_path: Path) 
     for source in (ec_private_pem, ec_private_pem.decode(), ec_der, path):
         with pytest.raises(ConfigurationError, match="not an RSA key") as info:
             load_private_key(source)
-        assert not isinstance(info.value, ValueError)
+        assert type(info.value) is ConfigurationError  # typed (also a ValueError)
         _assert_no_key_material(str(info.value), ec_private_pem)
 
 
@@ -598,7 +598,7 @@ def test_load_private_key_rejects_garbage(keypair: tuple[bytes, bytes]) -> None:
     for source in _garbage_sources(keypair):
         with pytest.raises(ConfigurationError, match="private_key") as info:
             load_private_key(source)
-        assert not isinstance(info.value, ValueError)
+        assert type(info.value) is ConfigurationError  # typed (also a ValueError)
         material = source if isinstance(source, bytes) else source.encode()
         _assert_no_key_material(str(info.value), material, keypair[0])
 
@@ -620,7 +620,7 @@ def test_load_private_key_missing_file(tmp_path: Path) -> None:
     for source in (missing, str(missing)):
         with pytest.raises(ConfigurationError, match="cannot read key file") as info:
             load_private_key(source)
-        assert not isinstance(info.value, ValueError)
+        assert type(info.value) is ConfigurationError  # typed (also a ValueError)
         assert info.value.__cause__ is None
 
 

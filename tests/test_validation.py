@@ -573,7 +573,7 @@ def test_client_configuration_errors(
 ) -> None:
     with pytest.raises(ConfigurationError, match=fragment) as info:
         DokuClient(*args, **kwargs)
-    assert not isinstance(info.value, ValueError)
+    assert type(info.value) is ConfigurationError  # typed (also a ValueError)
     assert CLIENT_SECRET not in str(info.value)
 
 
@@ -658,3 +658,21 @@ def test_lone_surrogate_text_is_a_validation_error() -> None:
         _validation.text("remark", "ok\ud800", max_len=100)
     assert info.value.field == "remark"
     assert "Unicode" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"channel_id": "H2H\r\nX-Evil: 1"}, "channel_id"),
+        ({"channel_id": "H 2H"}, "channel_id"),
+        ({"check_status_service_code": "4"}, "check_status_service_code"),
+        ({"check_status_service_code": "4x"}, "check_status_service_code"),
+    ],
+)
+def test_header_and_code_settings_are_checked_at_construction(
+    kwargs: dict[str, Any], fragment: str
+) -> None:
+    """Values that go into every request's headers or bodies fail at construction, not as an
+    aiohttp ValueError on the first call."""
+    with pytest.raises(ConfigurationError, match=fragment):
+        DokuClient("BRN-0001", "secret", **kwargs)

@@ -123,11 +123,15 @@ class BulkSummary:
         self.amount_paid = Decimal("0.00")
         self.elapsed = 0.0
         self.total: int | None = None
+        self.skipped_failed = 0
+        """Skipped items that an earlier run had recorded as failed (still not paid)."""
         self._latencies = array("d")
 
     def add(self, result: ItemResult) -> None:
         """Count one result."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if result.status == "skipped" and result.previous == "failed":
+            self.skipped_failed += 1
         if result.status == "succeeded":
             self.amount_paid += result.amount
         if result.status != "skipped":
@@ -168,10 +172,11 @@ class BulkSummary:
 
     @property
     def exit_code(self) -> int:
-        """0: everything paid (or skipped as paid); 1: some failed; 3: some pending or unknown."""
+        """0: everything paid (or skipped as paid earlier); 1: some failed, now or in an earlier
+        run; 3: some pending or unknown."""
         if self.counts["unknown"] or self.counts["pending"]:
             return EXIT_UNSETTLED
-        if self.counts["failed"]:
+        if self.counts["failed"] or self.skipped_failed:
             return EXIT_FAILED
         return EXIT_OK
 

@@ -7,6 +7,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from .._exceptions import ConfigurationError
+
 __all__ = ["RateLimiter"]
 
 
@@ -29,7 +31,7 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate is not None and rate <= 0:
-            raise ValueError("rate must be positive")
+            raise ConfigurationError("rate: must be positive")
         self.target = rate
         self.rate = rate
         self.min_rate = min_rate

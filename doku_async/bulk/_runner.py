@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from decimal import Decimal
 
+from .. import _validation as v
 from .._base_client import new_external_id
 from .._client import DokuClient
 from .._exceptions import (
@@ -18,6 +20,7 @@ from .._exceptions import (
     DokuAPIError,
     DokuError,
     DokuTransportError,
+    DuplicateRequestError,
     InsufficientFundsError,
     RateLimitError,
     RequestValidationError,
@@ -35,6 +38,14 @@ __all__ = ["BulkRunner", "PreflightError"]
 log = logging.getLogger("doku_async.bulk")
 
 ProgressCallback = Callable[[BulkProgress], None]
+
+
+def _differs(journaled: PayoutItem, given: PayoutItem) -> bool:
+    return (
+        journaled.amount != given.amount
+        or journaled.account_number != given.account_number
+        or journaled.bank_code != given.bank_code
+    )
 
 
 class _RateLimited(Exception):
@@ -85,7 +96,7 @@ class BulkRunner:
         customer_number: str,
         concurrency: int = 32,
         rate: float | None = None,
-        journal: Journal | str | None = None,
+        journal: Journal | str | os.PathLike[str] | None = None,
         wait_for_final: bool = False,
         final_timeout: float = 600.0,
         poll_interval: float = 10.0,
@@ -99,11 +110,22 @@ class BulkRunner:
             raise ConfigurationError("concurrency: must be at least 1")
         if check_balance and not agent_key:
             raise ConfigurationError("check_balance needs agent_key")
+        if rate is not None and rate <= 0:
+            raise ConfigurationError("rate: must be positive")
+        try:
+            # Run-wide settings go into every request: checked once here, so a typo fails the
+            # run at once instead of failing (and journaling) every item.
+            v.phone("customer_number", customer_number)
+            v.text("sender_country_code", sender_country_code, max_len=2, min_len=2)
+            v.optional_text("channel_code", channel_code, max_len=2)
+        except RequestValidationError as exc:
+            raise ConfigurationError(f"{exc.field}: {exc.problem}") from None
         self.client = client
         self.customer_number = customer_number
         self.concurrency = concurrency
         self.limiter = RateLimiter(rate)
-        self.journal = Journal(journal) if isinstance(journal, str) else journal
+        self._owns_journal = isinstance(journal, str | os.PathLike)
+        self.journal = Journal(journal) if isinstance(journal, str | os.PathLike) else journal
         self.wait_for_final = wait_for_final
         self.final_timeout = final_timeout
         self.poll_interval = poll_interval
@@ -118,6 +140,17 @@ class BulkRunner:
 
     def __repr__(self) -> str:
         return f"BulkRunner(concurrency={self.concurrency}, journal={self.journal!r})"
+
+    def close(self) -> None:
+        """Close the journal if the runner opened it (from a path)."""
+        if self._owns_journal and self.journal is not None:
+            self.journal.close()
+
+    async def __aenter__(self) -> BulkRunner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
     def stop(self) -> None:
         """Stop taking new items; items in flight finish and are journaled (graceful Ctrl-C)."""
@@ -270,7 +303,7 @@ class BulkRunner:
         except Exception as exc:  # never let one item stop the run
             log.exception("unexpected error on item %s", item.reference)
             state = self.journal.get(item.reference) if self.journal is not None else None
-            sent = state is not None and state.state == "sending"
+            sent = state is not None and state.state in ("sending", "unknown", "pending")
             result = ItemResult(
                 reference=item.reference,
                 status="unknown" if sent else "failed",
@@ -290,6 +323,19 @@ class BulkRunner:
         external_id: str | None = None
         if journal is not None:
             entry = journal.get(item.reference)
+            if entry is not None and _differs(entry.item, item):
+                # The journal paid (or may have paid) this reference for other details: never
+                # pay it again with these, and never call it failed.
+                in_doubt = entry.state in ("sending", "unknown", "pending")
+                return ItemResult(
+                    reference=item.reference,
+                    status="unknown" if in_doubt else "failed",
+                    amount=item.amount,
+                    message="the journal holds other details (bank, account or amount) for "
+                    f"this reference, recorded as {entry.state}; not paid with these",
+                    external_id=entry.external_id,
+                    line=item.line,
+                )
             if entry is not None and entry.state in FINAL_STATES:
                 return ItemResult(
                     reference=item.reference,
@@ -509,7 +555,9 @@ class BulkRunner:
 
     def _rejected(self, item: PayoutItem, exc: DokuError, *, external_id: str | None) -> ItemResult:
         """A definite "not paid": final for business rejections, retryable otherwise."""
-        final = isinstance(exc, RequestValidationError | BadRequestError) or (
+        final = isinstance(
+            exc, RequestValidationError | BadRequestError | DuplicateRequestError
+        ) or (
             isinstance(exc, BusinessRejectionError) and not isinstance(exc, InsufficientFundsError)
         )
         code = exc.response_code if isinstance(exc, DokuAPIError) else ""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
-from ..bulk import BulkRunner, BulkSummary, Journal, PreflightError
+from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, PreflightError
 from ..bulk._csv import CsvInputError, ResultWriter, read_payouts
 from ._progress import ProgressPrinter
 
@@ -108,78 +108,83 @@ async def _payouts(args: argparse.Namespace) -> int:
         return await _status(args)
     if args.action == "run":
         items, total = read_payouts(args.csv)  # the whole file, before anything is sent
+    elif not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat before starting
+        raise ConfigurationError(f"no journal at {args.journal}")
+    with contextlib.ExitStack() as resources:
         journal = Journal(args.journal)
-        journal.plan(items)
-    else:
-        if not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat before starting
-            raise ConfigurationError(f"no journal at {args.journal}")
-        journal = Journal(args.journal)
-        items = [entry.item for entry in journal.entries()]
-        total = sum(
-            (entry.item.amount for entry in journal.entries(exclude_final=True)), Decimal("0.00")
-        )
-    meta = journal.meta()
-    customer = (
-        args.customer_number
-        or os.environ.get("DOKU_CUSTOMER_NUMBER")
-        or meta.get("customer_number")
-    )
-    if not customer:
-        raise ConfigurationError(
-            "set --customer-number or DOKU_CUSTOMER_NUMBER (the sender's phone)"
-        )
-    journal.set_meta(customer_number=customer)
-    agent_key = args.agent_key or os.environ.get("DOKU_AGENT_KEY")
-    writer = ResultWriter(args.out) if args.out else None
-    printer = ProgressPrinter()
-    async with DokuClient.from_env() as doku:
-        runner = BulkRunner(
-            doku,
-            customer_number=customer,
-            concurrency=args.concurrency,
-            rate=args.rate,
-            journal=journal,
-            wait_for_final=args.wait_final,
-            poll_interval=args.poll_interval,
-            progress=printer,
-            check_balance=args.check_balance,
-            agent_key=agent_key,
-        )
-        loop = asyncio.get_running_loop()
-        main_task = asyncio.current_task()
-
-        def on_sigint() -> None:
-            if not runner.stopped:
-                print(
-                    "\nstopping: finishing payouts in flight (Ctrl-C again to abort)",
-                    file=sys.stderr,
-                )
-                runner.stop()
-            elif main_task is not None:
-                main_task.cancel()
-
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-        try:
-            summary = await runner.run(
-                items,
-                total_amount=total,
-                on_result=writer.write if writer is not None else None,
+        resources.callback(journal.close)
+        if args.action == "run":
+            journal.plan(items)
+        else:
+            items = [entry.item for entry in journal.entries()]
+            total = sum(
+                (entry.item.amount for entry in journal.entries(exclude_final=True)),
+                Decimal("0.00"),
             )
-        except asyncio.CancelledError:
-            summary = runner.summary
-            runner.stop()
-        finally:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(signal.SIGINT)
-            printer.close()
+        customer = (
+            args.customer_number
+            or os.environ.get("DOKU_CUSTOMER_NUMBER")
+            or journal.meta().get("customer_number")
+        )
+        if not customer:
+            raise ConfigurationError(
+                "set --customer-number or DOKU_CUSTOMER_NUMBER (the sender's phone)"
+            )
+        agent_key = args.agent_key or os.environ.get("DOKU_AGENT_KEY")
+        async with DokuClient.from_env() as doku:
+            runner = BulkRunner(
+                doku,
+                customer_number=customer,
+                concurrency=args.concurrency,
+                rate=args.rate,
+                journal=journal,
+                wait_for_final=args.wait_final,
+                poll_interval=args.poll_interval,
+                check_balance=args.check_balance,
+                agent_key=agent_key,
+            )
+            journal.set_meta(customer_number=customer)
+            writer = ResultWriter(args.out) if args.out else None
             if writer is not None:
-                writer.close()
-            journal.close()
+                resources.callback(writer.close)
+            printer = ProgressPrinter()
+            resources.callback(printer.close)
+            runner.progress = printer
+            summary = await _run_with_sigint(runner, items, total, writer)
     _print_summary(summary, args.journal)
     if runner.stopped:
         return EXIT_INTERRUPTED
     return summary.exit_code
+
+
+async def _run_with_sigint(
+    runner: BulkRunner, items: list[PayoutItem], total: Decimal, writer: ResultWriter | None
+) -> BulkSummary:
+    """Run; the first Ctrl-C lets payouts in flight finish, the second aborts."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if not runner.stopped:
+            print(
+                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
+            )
+            runner.stop()
+        elif main_task is not None:
+            main_task.cancel()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await runner.run(
+            items, total_amount=total, on_result=writer.write if writer is not None else None
+        )
+    except asyncio.CancelledError:
+        runner.stop()
+        return runner.summary
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _print_summary(summary: BulkSummary, journal: str) -> None:
@@ -189,6 +194,7 @@ def _print_summary(summary: BulkSummary, journal: str) -> None:
         f"({summary.throughput:,.0f}/s) - succeeded {c['succeeded']} "
         f"(IDR {summary.amount_paid:,}), failed {c['failed']}, pending {c['pending']}, "
         f"unknown {c['unknown']}, skipped {c['skipped']}"
+        + (f" ({summary.skipped_failed} failed earlier)" if summary.skipped_failed else "")
     )
     if c["unknown"] or c["pending"]:
         print(f"some outcomes are open: run 'doku-async payouts resume {journal}' later")

@@ -107,7 +107,8 @@ async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
                 progress=progress,
             )
             started = time.perf_counter()
-            summary = await bulk.run(items)
+            async with bulk:
+                summary = await bulk.run(items)
             progress.close()
             elapsed = time.perf_counter() - started
             try:

@@ -88,6 +88,11 @@ class PayoutLinks(NonSnapResource):
             request_id=rid,
             references={"reference_id": request.reference_id},
             resolve=resolve,
+            matches=lambda r: (
+                r.data is not None
+                and r.data.reference_id == request.reference_id
+                and (r.data.amount is None or r.data.amount == request.amount)
+            ),
         )
 
     async def status(

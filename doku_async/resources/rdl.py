@@ -87,4 +87,12 @@ class Rdl(NonSnapResource):
             RdlDisbursementResponse,
             request_id=request_id_or_new(request_id),
             references={"transaction.id": request.transaction.id},
+            matches=lambda r: (
+                r.transaction is not None
+                and r.transaction.id == request.transaction.id
+                and (
+                    r.transaction.amount is None
+                    or r.transaction.amount == request.transaction.amount
+                )
+            ),
         )

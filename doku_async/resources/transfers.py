@@ -52,4 +52,9 @@ class Transfers(NonSnapResource):
             TransferCreateResponse,
             request_id=request_id_or_new(request_id),
             references={"invoice_number": request.transfer.invoice_number},
+            matches=lambda r: (
+                r.transfer is not None
+                and r.transfer.invoice_number == request.transfer.invoice_number
+                and (r.transfer.amount is None or r.transfer.amount == request.transfer.amount)
+            ),
         )

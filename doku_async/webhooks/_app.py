@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .._exceptions import ConfigurationError
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
 from ._verify import (
@@ -285,10 +286,10 @@ def create_webhook_app(
     """
     if verifier is None:
         if agent_key is None or encryption_keys is None:
-            raise ValueError("give a verifier, or agent_key and encryption_keys")
+            raise ConfigurationError("give a verifier, or agent_key and encryption_keys")
         verifier = AesSignatureVerifier.single(agent_key, encryption_keys)
     if on_unpaid is None and on_refund is None and on_notification is None:
-        raise ValueError("register at least one of on_unpaid, on_refund, on_notification")
+        raise ConfigurationError("register at least one of on_unpaid, on_refund, on_notification")
     app = web.Application()
     app[WEBHOOK_CONFIG] = WebhookConfig(
         verifier=verifier,

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from .._exceptions import DokuError, SignatureVerificationError
+from .._exceptions import ConfigurationError, DokuError, SignatureVerificationError
 from .._signing import AesKey, kirim_notification_signature
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 
@@ -76,12 +76,12 @@ class AesSignatureVerifier:
 
     def __init__(self, keys: Mapping[str, str | Sequence[str]]) -> None:
         if not keys:
-            raise ValueError("AesSignatureVerifier needs at least one agent key")
+            raise ConfigurationError("AesSignatureVerifier needs at least one agent key")
         self._keys: dict[str, tuple[AesKey, ...]] = {}
         for agent_key, enc in keys.items():
             encs = (enc,) if isinstance(enc, str) else tuple(enc)
             if not agent_key or not encs:
-                raise ValueError("every agent key needs at least one encryption key")
+                raise ConfigurationError("every agent key needs at least one encryption key")
             self._keys[agent_key] = tuple(AesKey(key) for key in encs)  # checks key lengths
 
     @classmethod
@@ -124,6 +124,9 @@ def parse_notification(body: bytes, kind: NotificationKind | None = None) -> Not
         raise NotificationParseError(f"{kind} notification body is not valid JSON") from None
     if not notification.transaction_id:
         raise NotificationParseError("transactionId is empty")
+    # Set from the verified headers by verify_and_parse, never from the body.
+    notification.request_id = ""
+    notification.agent_key = ""
     return notification
 
 
