@@ -1,5 +1,6 @@
 """Bulk payouts: a resumable runner over :class:`~doku_async.DokuClient` and its journal."""
 
+from ._csv import CsvInputError, ResultWriter, parse_payouts, read_payouts
 from ._journal import FINAL_STATES, Journal, JournalEntry
 from ._models import BulkProgress, BulkSummary, ItemResult, ItemStatus, PayoutItem, payout_item
 from ._ratelimit import RateLimiter
@@ -10,6 +11,7 @@ __all__ = [
     "BulkProgress",
     "BulkRunner",
     "BulkSummary",
+    "CsvInputError",
     "ItemResult",
     "ItemStatus",
     "Journal",
@@ -17,5 +19,8 @@ __all__ = [
     "PayoutItem",
     "PreflightError",
     "RateLimiter",
+    "ResultWriter",
+    "parse_payouts",
     "payout_item",
+    "read_payouts",
 ]

@@ -11,7 +11,14 @@ from typing import TextIO
 from .._exceptions import DokuError, RequestValidationError
 from ._models import ItemResult, PayoutItem, payout_item
 
-__all__ = ["REQUIRED_COLUMNS", "RESULT_COLUMNS", "CsvInputError", "ResultWriter", "read_payouts"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "RESULT_COLUMNS",
+    "CsvInputError",
+    "ResultWriter",
+    "parse_payouts",
+    "read_payouts",
+]
 
 REQUIRED_COLUMNS = ("reference", "bank_code", "account_number", "account_name", "amount")
 OPTIONAL_COLUMNS = ("remark",)

@@ -20,8 +20,16 @@ from pathlib import Path
 
 from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
-from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, PreflightError
-from ..bulk._csv import CsvInputError, ResultWriter, read_payouts
+from ..bulk import (
+    BulkRunner,
+    BulkSummary,
+    CsvInputError,
+    Journal,
+    PayoutItem,
+    PreflightError,
+    ResultWriter,
+    read_payouts,
+)
 from ._progress import ProgressPrinter
 
 EXIT_INVALID_INPUT = 4

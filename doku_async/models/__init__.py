@@ -1,6 +1,7 @@
 """Typed msgspec Structs for DOKU's request and response bodies."""
 
 from ._base import Amount, RequestStruct, ResponseStruct, SnapResponse
+from ._nonsnap import NonSnapError, NonSnapRequest, NonSnapResponse
 from .kirim import (
     AccountInfo,
     AccountInquiryAdditionalInfo,
@@ -21,6 +22,33 @@ from .kirim import (
     TransferBankResponseInfo,
     TransferResult,
 )
+from .notifications import (
+    Notification,
+    NotificationStatus,
+    RefundNotification,
+    UnpaidNotification,
+)
+from .payout_link import (
+    PayoutLinkData,
+    PayoutLinkInitiateRequest,
+    PayoutLinkResponse,
+    PayoutLinkStatus,
+    PayoutLinkStatusRequest,
+)
+from .rdl import (
+    RdlAccountDestination,
+    RdlDisbursementRequest,
+    RdlDisbursementResponse,
+    RdlSourceAccount,
+    RdlTransaction,
+    RdlTransactionData,
+)
+from .transfers import (
+    SubAccountTransfer,
+    SubAccountTransferData,
+    TransferCreateRequest,
+    TransferCreateResponse,
+)
 
 __all__ = [
     "AccountInfo",
@@ -34,9 +62,28 @@ __all__ = [
     "BalanceInquiryResponseInfo",
     "CheckStatusRequest",
     "CheckStatusResponse",
+    "NonSnapError",
+    "NonSnapRequest",
+    "NonSnapResponse",
+    "Notification",
+    "NotificationStatus",
+    "PayoutLinkData",
+    "PayoutLinkInitiateRequest",
+    "PayoutLinkResponse",
+    "PayoutLinkStatus",
+    "PayoutLinkStatusRequest",
+    "RdlAccountDestination",
+    "RdlDisbursementRequest",
+    "RdlDisbursementResponse",
+    "RdlSourceAccount",
+    "RdlTransaction",
+    "RdlTransactionData",
+    "RefundNotification",
     "RequestStruct",
     "ResponseStruct",
     "SnapResponse",
+    "SubAccountTransfer",
+    "SubAccountTransferData",
     "TokenRequest",
     "TokenResponse",
     "TransactionStatus",
@@ -44,5 +91,8 @@ __all__ = [
     "TransferBankRequest",
     "TransferBankResponse",
     "TransferBankResponseInfo",
+    "TransferCreateRequest",
+    "TransferCreateResponse",
     "TransferResult",
+    "UnpaidNotification",
 ]

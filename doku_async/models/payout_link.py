@@ -105,6 +105,7 @@ class PayoutLinkResponse(NonSnapResponse, kw_only=True):
     data: PayoutLinkData | None = None
 
     def is_result(self) -> bool:
+        """Whether ``data`` names a payout link."""
         return self.data is not None and bool(self.data.reference_id or self.data.transaction_id)
 
     @property

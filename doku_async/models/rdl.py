@@ -68,4 +68,5 @@ class RdlDisbursementResponse(NonSnapResponse, kw_only=True):
     account_destination: dict[str, str] | None = None
 
     def is_result(self) -> bool:
+        """Whether the answer carries a ``transaction``."""
         return self.transaction is not None

@@ -48,4 +48,5 @@ class TransferCreateResponse(NonSnapResponse, kw_only=True):
     transfer: SubAccountTransferData | None = None
 
     def is_result(self) -> bool:
+        """Whether the answer carries a ``transfer``."""
         return self.transfer is not None

@@ -102,13 +102,12 @@ async def _read_capped(request: web.Request, cap: int) -> bytes | None:
 
 
 def _callback_for(cfg: WebhookConfig, notification: Notification) -> NotificationHandler | None:
-    if isinstance(notification, UnpaidNotification) and cfg.on_unpaid is not None:
-        unpaid = cfg.on_unpaid
-        return lambda n: unpaid(n)  # type: ignore[arg-type]
-    if isinstance(notification, RefundNotification) and cfg.on_refund is not None:
-        refund = cfg.on_refund
-        return lambda n: refund(n)  # type: ignore[arg-type]
-    return cfg.on_notification
+    specific: NotificationHandler | None = (
+        cfg.on_unpaid  # type: ignore[assignment]
+        if isinstance(notification, UnpaidNotification)
+        else cfg.on_refund
+    )
+    return specific if specific is not None else cfg.on_notification
 
 
 def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -65,6 +65,7 @@ class MemoryDedupStore:
             del expiry[key]
 
     async def claim(self, keys: Sequence[str], ttl: float) -> bool:
+        """Record all ``keys`` for ``ttl`` seconds unless one is already present."""
         now = self._clock()
         self._purge(now)
         for key in keys:
@@ -78,5 +79,6 @@ class MemoryDedupStore:
         return True
 
     async def release(self, keys: Sequence[str]) -> None:
+        """Forget ``keys``."""
         for key in keys:
             self._expiry.pop(key, None)
