@@ -20,7 +20,6 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TypeVar
 
-import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import _serde
@@ -44,7 +43,7 @@ from ._exceptions import (
     TransferFailedError,
     TransferOutcomeUnknownError,
 )
-from ._retry import Disposition, RetryPolicy, classify, parse_retry_after
+from ._retry import Disposition, RetryPolicy, classify, parse_retry_after, split_code
 from ._signing import (
     HmacKey,
     TimestampFormat,
@@ -97,10 +96,6 @@ class SnapOperation:
     service_code: str
 
 
-def _status_of(http_status: int, code: str) -> int:
-    return int(code[:3]) if len(code) == 7 and code.isdigit() else http_status
-
-
 def error_for(
     http_status: int,
     code: str,
@@ -111,8 +106,7 @@ def error_for(
     retry_after: float | None = None,
 ) -> DokuAPIError:
     """Build the typed error for a non-success answer: the one code-to-error table."""
-    status = _status_of(http_status, code)
-    case = code[5:] if len(code) == 7 else ""
+    status, case = split_code(http_status, code)
     text = f"DOKU answered {code or http_status}: {message or 'no message'}"
     cls: type[DokuAPIError]
     if status == 400:
@@ -189,16 +183,9 @@ class _Answer:
 def _read_answer(raw: RawResponse, response_type: type[R]) -> _Answer:
     """Decode once into the operation's type (all its fields are optional, so error bodies
     decode too); fall back to the bare envelope, then to the HTTP status alone."""
-    decoded: SnapResponse | None
-    try:
-        decoded = _serde.decode(response_type, raw.body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        decoded = None
+    decoded: SnapResponse | None = _serde.try_decode(response_type, raw.body)
     if decoded is None and response_type is not SnapResponse:
-        try:
-            envelope = _serde.decode(SnapResponse, raw.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            envelope = None
+        envelope = _serde.try_decode(SnapResponse, raw.body)
         code = envelope.response_code if envelope is not None else ""
         disposition = classify(raw.status, code)
         # A success code inside a body of the wrong shape is not a usable success.
@@ -352,12 +339,10 @@ class SnapRequester:
             except DokuTransportError as exc:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("POST %s -> %s (attempt %d)", op.path, type(exc).__name__, attempt_no)
-                raise type(exc)(
-                    exc.message, request_sent=exc.request_sent, references=references
-                ) from None
+                raise exc.with_references(references) from None
             answer = _read_answer(raw, response_type)
             self._log_attempt(op, raw, answer, attempt_no)
-            if self.on_rate_limited is not None and _status_of(raw.status, answer.code) == 429:
+            if self.on_rate_limited is not None and split_code(raw.status, answer.code)[0] == 429:
                 self.on_rate_limited(parse_retry_after(raw.headers.get("Retry-After")))
             if answer.disposition is Disposition.TOKEN and not refreshed:
                 self.tokens.invalidate(token)
@@ -574,7 +559,7 @@ class SnapRequester:
                 if disposition is Disposition.SUCCESS and answer.decoded is not None:
                     return "success", answer.decoded, None, external_id, resent  # type: ignore[return-value]
                 error = answer.error(refs)
-                status = _status_of(answer.raw.status, answer.code)
+                status = split_code(answer.raw.status, answer.code)[0]
                 if status == 429:
                     # Rejected before processing: wait, then the same references again.
                     retry_after = error.retry_after if isinstance(error, RateLimitError) else None

@@ -180,7 +180,6 @@ class DokuClient:
             rand=self._rand,
             wall_clock=self._wall_clock,
         )
-        self._tokens = self._requester.tokens
         sha256 = HmacKey(client_secret, "sha256")
         link_key = sha256 if payout_link_signature == "sha256" else HmacKey(client_secret, "sha512")
         self._non_snap_ops: dict[str, NonSnapOperation] = {
@@ -264,19 +263,17 @@ class DokuClient:
 
     async def aclose(self) -> None:
         """Cancel a token fetch in flight and close the session the client created."""
-        await self._tokens.aclose()
+        await self._requester.tokens.aclose()
         await self._transport.aclose()
 
     @property
     def token_fetches(self) -> int:
         """How many B2B token fetches this client started."""
-        return self._tokens.fetches
+        return self._requester.tokens.fetches
 
     def invalidate_token(self) -> None:
         """Forget the cached access token; the next call fetches a new one."""
-        token = self._tokens._token
-        if token is not None:
-            self._tokens.invalidate(token.value)
+        self._requester.tokens.clear()
 
     # --- internals used by resources -------------------------------------------------------
 

@@ -192,6 +192,10 @@ class DokuTransportError(DokuError):
         super().__init__(message, references=references)
         self.request_sent = request_sent
 
+    def with_references(self, references: Mapping[str, str]) -> DokuTransportError:
+        """The same error, carrying the operation's ``references``."""
+        return type(self)(self.message, request_sent=self.request_sent, references=references)
+
 
 class DokuConnectionError(DokuTransportError):
     """The connection could not be made, or dropped before an answer arrived."""

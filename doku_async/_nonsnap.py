@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-import msgspec
-
 from . import _serde
 from ._base_client import SnapRequester, error_for
 from ._exceptions import (
@@ -120,10 +118,7 @@ class NonSnapRequester:
             )
 
     def _error(self, raw: RawResponse, refs: dict[str, str]) -> DokuAPIError:
-        try:
-            body = _serde.decode(NonSnapError, raw.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            body = NonSnapError()
+        body = _serde.try_decode(NonSnapError, raw.body) or NonSnapError()
         echoed = body.data.get("reference_id") if body.data else None
         if isinstance(echoed, str) and refs.get("reference_id") != echoed:
             refs = {**refs, "data.reference_id": echoed}
@@ -137,13 +132,6 @@ class NonSnapRequester:
         )
         error.details = body.errors if body.errors is not None else body.data
         return error
-
-    @staticmethod
-    def _decode(raw: RawResponse, response_type: type[N]) -> N | None:
-        try:
-            return _serde.decode(response_type, raw.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
 
     async def call(
         self,
@@ -189,9 +177,7 @@ class NonSnapRequester:
             except DokuTransportError as exc:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("POST %s -> %s (attempt %d)", op.path, type(exc).__name__, attempt_no)
-                last: DokuError = type(exc)(
-                    exc.message, request_sent=exc.request_sent, references=refs
-                )
+                last: DokuError = exc.with_references(refs)
                 maybe_sent = maybe_sent or exc.request_sent
             else:
                 if log.isEnabledFor(logging.DEBUG):
@@ -209,7 +195,7 @@ class NonSnapRequester:
                     break
                 status = raw.status
                 if 200 <= status < 300 or status == 409:
-                    decoded = self._decode(raw, response_type)
+                    decoded = _serde.try_decode(response_type, raw.body)
                     replayed = status == 409
                     if decoded is not None and (
                         not replayed

@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 
 from . import _constants as C
 
-__all__ = ["Disposition", "RetryPolicy", "classify", "parse_retry_after"]
+__all__ = ["Disposition", "RetryPolicy", "classify", "parse_retry_after", "split_code"]
 
 
 class Disposition(enum.Enum):
@@ -31,14 +31,17 @@ class Disposition(enum.Enum):
     """A definite rejection: raise."""
 
 
+def split_code(http_status: int, response_code: str) -> tuple[int, str]:
+    """``(status, case)`` of an answer: from its seven-digit ``responseCode`` (``"4034314"``
+    gives ``(403, "14")``), or the HTTP status and ``""`` without a usable code."""
+    if len(response_code) == 7 and response_code.isdigit():
+        return int(response_code[:3]), response_code[5:]
+    return http_status, ""
+
+
 def classify(http_status: int, response_code: str) -> Disposition:
     """Classify an answer from its seven-digit ``responseCode`` (or its HTTP status without one)."""
-    if len(response_code) == 7 and response_code.isdigit():
-        status = int(response_code[:3])
-        case = response_code[5:]
-    else:
-        status = http_status
-        case = ""
+    status, case = split_code(http_status, response_code)
     if 200 <= status < 300:
         return Disposition.IN_PROGRESS if status == 202 else Disposition.SUCCESS
     if status == 401 and case in ("01", "03"):

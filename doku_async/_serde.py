@@ -39,3 +39,11 @@ def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
 def decode(type_: type[T], data: bytes) -> T:
     """Decode ``data`` into ``type_``; raises :class:`msgspec.DecodeError` on bad input."""
     return decoder(type_).decode(data)
+
+
+def try_decode(type_: type[T], data: bytes) -> T | None:
+    """Decode ``data`` into ``type_``, or ``None`` when it is not JSON of that shape."""
+    try:
+        return decoder(type_).decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -86,6 +86,10 @@ class TokenCache:
         self._token = _Token(value, now + lifetime, now + refresh_in)
         return value
 
+    def clear(self) -> None:
+        """Forget the cached token, whatever it is."""
+        self._token = None
+
     def invalidate(self, value: str) -> None:
         """Forget ``value`` if it is still the cached token (DOKU rejected it)."""
         if self._token is not None and self._token.value == value:

@@ -101,7 +101,13 @@ async def test_no_secret_leaks_anywhere(
 
     async with asyncio.timeout(30), serve(fake.app) as url:
         async with make_client(url, keypair) as client:
-            objects += [client, client.kirim, client._requester, client._tokens, client._secret]
+            objects += [
+                client,
+                client.kirim,
+                client._requester,
+                client._requester.tokens,
+                client._secret,
+            ]
             objects.append(await client.kirim.balance_inquiry(account_no=AGENT_KEY))
             inquiry = await client.kirim.account_inquiry(
                 partner_reference_no="inq-secret",

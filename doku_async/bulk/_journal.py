@@ -15,10 +15,12 @@ from decimal import Decimal
 
 from ._models import PayoutItem
 
-__all__ = ["FINAL_STATES", "Journal", "JournalEntry"]
+__all__ = ["FINAL_STATES", "IN_DOUBT_STATES", "Journal", "JournalEntry"]
 
 FINAL_STATES = frozenset({"succeeded", "failed"})
 """States a resumed run does not touch again."""
+IN_DOUBT_STATES = frozenset({"sending", "unknown", "pending"})
+"""States whose transfer may have been sent: settled through check status before paying."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -131,10 +133,12 @@ class Journal:
             "SELECT reference, line, bank_code, account_number, account_name, amount, remark, "
             "state, external_id, reference_no, code, message FROM items"
         )
+        params: tuple[str, ...] = ()
         if exclude_final:
-            sql += " WHERE state NOT IN ('succeeded', 'failed')"
+            params = tuple(sorted(FINAL_STATES))
+            sql += f" WHERE state NOT IN ({','.join('?' * len(params))})"
         sql += " ORDER BY line, rowid"
-        cursor = self._db.execute(sql)
+        cursor = self._db.execute(sql, params)
         while rows := cursor.fetchmany(500):
             for row in rows:
                 yield _entry(row)

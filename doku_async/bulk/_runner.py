@@ -29,7 +29,7 @@ from .._exceptions import (
 )
 from .._redact import mask_account
 from ..models.kirim import CheckStatusResponse, TransactionStatus
-from ._journal import FINAL_STATES, Journal
+from ._journal import FINAL_STATES, IN_DOUBT_STATES, Journal
 from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
 from ._ratelimit import RateLimiter
 
@@ -303,18 +303,14 @@ class BulkRunner:
         except Exception as exc:  # never let one item stop the run
             log.exception("unexpected error on item %s", item.reference)
             state = self.journal.get(item.reference) if self.journal is not None else None
-            sent = state is not None and state.state in ("sending", "unknown", "pending")
-            result = ItemResult(
-                reference=item.reference,
-                status="unknown" if sent else "failed",
-                amount=item.amount,
+            sent = state is not None and state.state in IN_DOUBT_STATES
+            result = self._finish(
+                item,
+                "unknown" if sent else "failed",
                 message=f"unexpected error: {type(exc).__name__}",
                 external_id=state.external_id if state is not None else None,
-                line=item.line,
                 retryable=not sent,
             )
-            if self.journal is not None:
-                self.journal.record(item, "unknown" if sent else "retry", message=result.message)
         result.latency = time.perf_counter() - started
         return result
 
@@ -324,12 +320,11 @@ class BulkRunner:
         if journal is not None:
             entry = journal.get(item.reference)
             if entry is not None and _differs(entry.item, item):
-                # The journal paid (or may have paid) this reference for other details: never
-                # pay it again with these, and never call it failed.
-                in_doubt = entry.state in ("sending", "unknown", "pending")
+                # The journal holds this reference for other details (maybe paid with them):
+                # never pay it with these; unknown while the earlier transfer is in doubt.
                 return ItemResult(
                     reference=item.reference,
-                    status="unknown" if in_doubt else "failed",
+                    status="unknown" if entry.state in IN_DOUBT_STATES else "failed",
                     amount=item.amount,
                     message="the journal holds other details (bank, account or amount) for "
                     f"this reference, recorded as {entry.state}; not paid with these",
@@ -348,7 +343,7 @@ class BulkRunner:
                     line=item.line,
                     previous=entry.state,
                 )
-            if entry is not None and entry.state in ("sending", "unknown", "pending"):
+            if entry is not None and entry.state in IN_DOUBT_STATES:
                 settled = await self._settle(item, entry.external_id)
                 if settled is not None:
                     return settled

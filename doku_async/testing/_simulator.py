@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import math
@@ -37,8 +36,8 @@ from .._signing import (
     format_timestamp,
     load_public_key,
     non_snap_signature,
-    snap_string_to_sign,
     verify_non_snap_signature,
+    verify_snap_signature,
     verify_token_signature,
 )
 from ..webhooks import sign_kirim_notification
@@ -578,10 +577,9 @@ class DokuSimulator:
             raise _snap_error(400, service, "01", "Invalid Field Format X-EXTERNAL-ID")
         ts = headers["X-TIMESTAMP"]
         self._check_timestamp(ts, service)
-        expected = self._snap_key.sign(
-            snap_string_to_sign(request.method, request.path, token, body_sha256_hex(raw), ts)
-        )
-        if not _equal(expected, headers["X-SIGNATURE"]):
+        if not verify_snap_signature(
+            self._snap_key, request.method, request.path, token, raw, ts, headers["X-SIGNATURE"]
+        ):
             raise _snap_error(401, service, "00", "Unauthorized. Signature")
         return external_id
 
@@ -1068,10 +1066,6 @@ class DokuSimulator:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode("utf-8", "replace"))
 
 
 def _json_object(raw: bytes, service: str, *, nonsnap: bool = False) -> dict[str, Any]:

@@ -269,7 +269,7 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
                     client.transfers,
                     client.rdl,
                     client._requester,
-                    client._tokens,
+                    client._requester.tokens,
                     client._non_snap_requester,
                     client._secret,
                 ]
