@@ -467,14 +467,15 @@ async def test_sigkill_mid_transfer_then_resume_settles_without_resending(
     csv_path = write_csv(tmp_path / "p.csv", table)
     db = tmp_path / "run.db"
     env = sim_env(sim, tmp_path)
+    # The first four transfers hang, then commit after 2 s, long after the process is dead.
+    # The fault is queued before the process starts: injecting it once the run is under way
+    # races the run, which can finish all 20 transfers before the test sees the first one.
+    sim.inject("transfer_bank", "latency", delay=2.0, times=4)
     proc = await start(
         "payouts", "run", str(csv_path), "--journal", str(db), "--concurrency", "4",
         env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
-        # Once a few transfers went through, the next ones hang (and commit after 0.5 s).
-        await wait_until(lambda: len(sim.requests_for("transfer_bank")) >= 1)
-        sim.inject("transfer_bank", "latency", delay=0.5, times=4)
         await wait_until(lambda: len(in_flight_transfers(sim)) >= 2)
         hanging = set(in_flight_transfers(sim))
         proc.kill()  # the process dies with transfers in flight
