@@ -1,12 +1,21 @@
 """The SQLite journal that makes a bulk run resumable.
 
 Each item is recorded before its transfer is sent (state ``sending``, with the
-``X-EXTERNAL-ID`` it will carry) and updated with each outcome. Every write is its own
-transaction, in WAL mode, so a crash or Ctrl-C at any point leaves the journal consistent.
+``X-EXTERNAL-ID`` it will carry) and updated with each outcome, in WAL mode, so a crash or
+Ctrl-C at any point leaves the journal consistent.
+
+The bulk runner writes through a group commit: the writes its workers make in one event-loop
+iteration go into one transaction, committed at the start of the next iteration. A ``sending``
+mark is awaited until its transaction has committed, so the transfer is never sent before its
+mark is on disk; an outcome is queued without waiting (if the process dies first, the item
+still reads ``sending`` and a resumed run settles it through check status). One commit per
+group instead of one per write costs about a third of the CPU per write.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -16,6 +25,8 @@ from decimal import Decimal
 from ._models import PayoutItem
 
 __all__ = ["FINAL_STATES", "IN_DOUBT_STATES", "Journal", "JournalEntry"]
+
+log = logging.getLogger("doku_async.bulk")
 
 FINAL_STATES = frozenset({"succeeded", "failed"})
 """States a resumed run does not touch again."""
@@ -40,6 +51,23 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+_MARK_SENDING = (
+    "INSERT INTO items(reference, line, bank_code, account_number, account_name, "
+    "amount, remark, state, external_id, updated) VALUES(?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(reference) DO UPDATE SET state='sending', "
+    "external_id=excluded.external_id, updated=excluded.updated"
+)
+_RECORD = (
+    "INSERT INTO items(reference, line, bank_code, account_number, account_name, "
+    "amount, remark, state, code, message, reference_no, updated) "
+    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(reference) DO UPDATE SET "
+    "state=excluded.state, code=excluded.code, message=excluded.message, "
+    "reference_no=COALESCE(excluded.reference_no, items.reference_no), "
+    "updated=excluded.updated"
+)
+
+_Write = tuple[str, tuple[object, ...], "asyncio.Future[None] | None"]
 
 
 class JournalEntry:
@@ -73,6 +101,13 @@ class Journal:
     States: ``planned`` (known, never sent), ``retry`` (not paid; a later run may retry),
     ``sending`` (the transfer may be in flight), ``pending``, ``unknown``, ``succeeded``,
     ``failed`` (definitely not paid, not retried).
+
+    The plain methods write at once, each in its own transaction. Inside an event loop,
+    :meth:`mark_sending_grouped` and :meth:`record_soon` queue their writes for one group
+    commit per loop iteration (see the module's docstring). Every other method first commits
+    what is queued, so it never sees a state older than what was written through the
+    journal. Once a group commit failed, the journal refuses further writes with that error
+    rather than go on with a gap.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -81,18 +116,107 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._queued: list[_Write] = []
+        self._queued_refs: set[str] = set()
+        self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Commit what is queued, then close the database."""
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    # --- group commit ------------------------------------------------------------------
+
+    async def mark_sending_grouped(self, item: PayoutItem, external_id: str) -> None:
+        """:meth:`mark_sending` in the next group commit; returns once it is committed.
+
+        Raises the database's error if that commit failed: the transfer must not be sent.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(
+            item.reference,
+            _MARK_SENDING,
+            (*_columns(item), "sending", external_id, time.time()),
+            done,
+        )
+        await done
+
+    def record_soon(
+        self,
+        item: PayoutItem,
+        state: str,
+        *,
+        code: str = "",
+        message: str = "",
+        reference_no: str | None = None,
+    ) -> None:
+        """:meth:`record` in the next group commit, without waiting for it (needs a running
+        event loop). Raises at once if an earlier group commit failed."""
+        self._queue(
+            item.reference, _RECORD, _record_params(item, state, code, message, reference_no), None
+        )
+
+    def flush(self) -> None:
+        """Commit the queued writes now, in one transaction (in the order they were made).
+
+        Raises the database's error if that commit (or an earlier one) failed.
+        """
+        if self._failed is not None:
+            raise self._failed
+        queued = self._queued
+        if not queued:
+            return
+        self._queued = []
+        self._queued_refs.clear()
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            for sql, params, _ in queued:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._failed = exc
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for _, _, done in queued:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+            raise
+        for _, _, done in queued:
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def _queue(
+        self,
+        reference: str,
+        sql: str,
+        params: tuple[object, ...],
+        done: asyncio.Future[None] | None,
+    ) -> None:
+        if self._failed is not None:
+            raise self._failed
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._flush_queued)
+        self._queued.append((sql, params, done))
+        self._queued_refs.add(reference)
+
+    def _flush_queued(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            # Kept in ``_failed``: the waiting mark gets it, and every later write raises it.
+            log.error("the journal %s could not be written", self.path, exc_info=True)
 
     # --- metadata ----------------------------------------------------------------------
 
     def set_meta(self, **values: str) -> None:
         """Remember run settings (e.g. the customer number) for ``resume``."""
+        self.flush()
         with self._db:
             self._db.executemany(
                 "INSERT INTO meta(key, value) VALUES(?, ?) "
@@ -102,12 +226,14 @@ class Journal:
 
     def meta(self) -> dict[str, str]:
         """All remembered settings."""
+        self.flush()
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     # --- items -------------------------------------------------------------------------
 
     def plan(self, items: Iterable[PayoutItem]) -> int:
         """Record items not journaled yet as ``planned``, in one transaction."""
+        self.flush()
         now = time.time()
         rows = ((*_columns(i), "planned", now) for i in items)
         with self._db:
@@ -120,6 +246,8 @@ class Journal:
 
     def get(self, reference: str) -> JournalEntry | None:
         """The entry of ``reference``, if journaled."""
+        if reference in self._queued_refs:
+            self.flush()
         row = self._db.execute(
             "SELECT reference, line, bank_code, account_number, account_name, amount, remark, "
             "state, external_id, reference_no, code, message FROM items WHERE reference = ?",
@@ -129,6 +257,7 @@ class Journal:
 
     def entries(self, *, exclude_final: bool = False) -> Iterator[JournalEntry]:
         """Entries in input order (streamed, not loaded at once)."""
+        self.flush()
         sql = (
             "SELECT reference, line, bank_code, account_number, account_name, amount, remark, "
             "state, external_id, reference_no, code, message FROM items"
@@ -145,14 +274,9 @@ class Journal:
 
     def mark_sending(self, item: PayoutItem, external_id: str) -> None:
         """Record, before sending, that ``item``'s transfer goes out with ``external_id``."""
+        self.flush()
         with self._db:
-            self._db.execute(
-                "INSERT INTO items(reference, line, bank_code, account_number, account_name, "
-                "amount, remark, state, external_id, updated) VALUES(?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(reference) DO UPDATE SET state='sending', "
-                "external_id=excluded.external_id, updated=excluded.updated",
-                (*_columns(item), "sending", external_id, time.time()),
-            )
+            self._db.execute(_MARK_SENDING, (*_columns(item), "sending", external_id, time.time()))
 
     def record(
         self,
@@ -164,27 +288,20 @@ class Journal:
         reference_no: str | None = None,
     ) -> None:
         """Record an outcome for ``item``."""
+        self.flush()
         with self._db:
-            self._db.execute(
-                "INSERT INTO items(reference, line, bank_code, account_number, account_name, "
-                "amount, remark, state, code, message, reference_no, updated) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(reference) DO UPDATE SET "
-                "state=excluded.state, code=excluded.code, message=excluded.message, "
-                "reference_no=COALESCE(excluded.reference_no, items.reference_no), "
-                "updated=excluded.updated",
-                (
-                    *_columns(item),
-                    state,
-                    code,
-                    message[:500],
-                    reference_no,
-                    time.time(),
-                ),
-            )
+            self._db.execute(_RECORD, _record_params(item, state, code, message, reference_no))
 
     def counts(self) -> dict[str, int]:
         """How many items are in each state."""
+        self.flush()
         return dict(self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+
+
+def _record_params(
+    item: PayoutItem, state: str, code: str, message: str, reference_no: str | None
+) -> tuple[object, ...]:
+    return (*_columns(item), state, code, message[:500], reference_no, time.time())
 
 
 def _columns(item: PayoutItem) -> tuple[object, ...]:

@@ -250,6 +250,8 @@ class BulkRunner:
                     log.debug("bulk run stopped before its end")
             requester.on_rate_limited = previous_listener
             summary.elapsed = time.perf_counter() - started
+            if self.journal is not None:
+                self.journal.flush()  # the outcomes still queued for the group commit
 
     async def _preflight(
         self,
@@ -475,7 +477,7 @@ class BulkRunner:
             return self._rejected(item, exc, external_id=None)
         external_id = external_id or new_external_id()
         if self.journal is not None:
-            self.journal.mark_sending(item, external_id)
+            await self.journal.mark_sending_grouped(item, external_id)
         await self.limiter.acquire()
         try:
             result = await kirim.transfer_bank(
@@ -579,7 +581,9 @@ class BulkRunner:
     ) -> ItemResult:
         if self.journal is not None:
             state = "retry" if status == "failed" and retryable else status
-            self.journal.record(item, state, code=code, message=message, reference_no=reference_no)
+            self.journal.record_soon(
+                item, state, code=code, message=message, reference_no=reference_no
+            )
         return ItemResult(
             reference=item.reference,
             status=status,

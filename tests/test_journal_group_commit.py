@@ -1,0 +1,204 @@
+"""The journal's group commit: one transaction per event-loop iteration, marks durable before
+the transfer goes out, outcomes visible to every read, and a failed write stops the run."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from doku_async import DokuClient, RetryPolicy
+from doku_async.bulk import BulkRunner, Journal, PayoutItem, payout_item
+from doku_async.testing import DokuSimulator, SimulatorCredentials
+
+CUSTOMER = "628115678890"
+TIMEOUT = 30
+
+
+def item(i: int, prefix: str = "GC") -> PayoutItem:
+    return payout_item(
+        reference=f"{prefix}-{i:05d}",
+        bank_code="014",
+        account_number="8377388292",
+        account_name="FHILEA HERMANUS",
+        amount=Decimal("150000"),
+        line=i + 2,
+    )
+
+
+def committed_states(path: Path) -> dict[str, str]:
+    """What another process would read from the file: committed rows only."""
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT reference, state FROM items").fetchall())
+    finally:
+        db.close()
+
+
+def traced(journal: Journal) -> list[str]:
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    return statements
+
+
+def fail_writes_of(path: Path, reference: str) -> None:
+    """A trigger that makes the database refuse any write of ``reference`` (a failing disk)."""
+    db = sqlite3.connect(path)
+    try:
+        for event in ("INSERT", "UPDATE"):
+            db.execute(
+                f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON items "
+                f"WHEN NEW.reference = '{reference}' "
+                "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        db.commit()
+    finally:
+        db.close()
+
+
+async def test_marks_made_in_one_iteration_share_one_commit_and_are_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    statements = traced(journal)
+    items = [item(i) for i in range(50)]
+    await asyncio.gather(
+        *(journal.mark_sending_grouped(it, f"EXT{i}") for i, it in enumerate(items))
+    )
+    assert statements.count("COMMIT") == 1
+    assert sum(s.startswith("INSERT INTO items") for s in statements) == 50
+    # Committed when the awaits return: another connection sees every mark.
+    assert committed_states(path) == {it.reference: "sending" for it in items}
+    journal.close()
+
+
+async def test_outcomes_are_queued_then_seen_by_every_read_and_by_close(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    first, second, third = item(1), item(2), item(3)
+    await journal.mark_sending_grouped(first, "E1")
+    await journal.mark_sending_grouped(second, "E2")
+    journal.record_soon(first, "succeeded", code="00", reference_no="DK1")
+    # Queued, not written yet: another process still reads "sending".
+    assert committed_states(path)[first.reference] == "sending"
+    # The journal's own reads commit the queue first.
+    entry = journal.get(first.reference)
+    assert entry is not None
+    assert (entry.state, entry.reference_no, entry.external_id) == ("succeeded", "DK1", "E1")
+    assert committed_states(path)[first.reference] == "succeeded"
+
+    journal.record_soon(second, "failed", code="06", message="rejected")
+    assert journal.counts() == {"succeeded": 1, "failed": 1}
+    journal.record_soon(third, "retry")
+    assert [e.item.reference for e in journal.entries()] == [
+        first.reference,
+        second.reference,
+        third.reference,
+    ]
+    # A later mark and outcome of the same item keep their order across groups.
+    await journal.mark_sending_grouped(third, "E3")
+    journal.record_soon(third, "unknown", message="timed out")
+    journal.close()  # commits what is still queued
+    assert committed_states(path) == {
+        first.reference: "succeeded",
+        second.reference: "failed",
+        third.reference: "unknown",
+    }
+
+
+async def test_the_queue_commits_on_the_next_loop_iteration_without_a_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    journal.record_soon(item(1), "succeeded")
+    assert committed_states(path) == {}
+    await asyncio.sleep(0)  # one iteration: the group commit runs
+    assert committed_states(path) == {item(1).reference: "succeeded"}
+    journal.close()
+
+
+async def test_a_failed_group_commit_fails_its_marks_writes_nothing_and_refuses_more(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    fail_writes_of(path, "GC-00003")
+    marks = [journal.mark_sending_grouped(item(i), f"E{i}") for i in range(6)]
+    outcomes = await asyncio.gather(*marks, return_exceptions=True)
+    assert all(isinstance(o, sqlite3.IntegrityError) for o in outcomes), outcomes
+    assert committed_states(path) == {}  # the whole group rolled back: no mark without its send
+    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+        journal.record_soon(item(9), "succeeded")
+    with pytest.raises(sqlite3.IntegrityError):
+        await journal.mark_sending_grouped(item(10), "E10")
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.close()
+    assert committed_states(path) == {}
+
+
+# ------------------------------------------------------------------- through the runner
+
+
+@pytest.fixture(scope="module")
+def creds() -> SimulatorCredentials:
+    return SimulatorCredentials.generate()
+
+
+@pytest.fixture
+async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
+    async with DokuSimulator(credentials=creds) as simulator:
+        yield simulator
+
+
+def client_for(sim: DokuSimulator) -> DokuClient:
+    client: DokuClient = sim.client(retry=RetryPolicy(jitter=False))
+    return client
+
+
+async def test_runner_groups_its_writes_and_leaves_every_outcome_committed(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.db"
+    journal = Journal(path)
+    statements = traced(journal)
+    items = [item(i, "RUN") for i in range(200)]
+    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+        runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=32, journal=journal)
+        summary = await runner.run(items)
+    assert summary.counts["succeeded"] == 200
+    # Committed when run() returns, before any close.
+    assert committed_states(path) == {it.reference: "succeeded" for it in items}
+    writes = sum(s.startswith("INSERT INTO items") for s in statements)
+    commits = statements.count("COMMIT")
+    assert writes == 400  # a mark and an outcome per item
+    assert commits < writes / 2  # grouped: at least two writes per commit on average
+    journal.close()
+
+
+async def test_runner_stops_when_the_journal_cannot_be_written_and_never_sends_unmarked(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.db"
+    journal = Journal(path)
+    items = [item(i, "BRK") for i in range(60)]
+    fail_writes_of(path, "BRK-00030")
+    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+        runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=8, journal=journal)
+        with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+            await runner.run(items)
+    await sim.drain()
+    committed = committed_states(path)
+    sent = {it.reference for it in items if sim.transfer_count(it.reference)}
+    assert "BRK-00030" not in sent
+    # Every transfer that went out had its mark committed first, and nothing after the
+    # failure was sent: the run stopped well short of the end.
+    assert sent <= set(committed)
+    assert len(sent) < len(items) - 8
+    for reference in sent:
+        assert sim.transfer_count(reference) == 1
