@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -325,21 +326,28 @@ def _aes_key(encryption_key: str | bytes) -> bytes:
 
 
 class AesKey:
-    """An AES key for notification signatures, prepared once (the cipher object is reused;
-    only a cheap encryption context is made per signature). The repr never shows the key."""
+    """An AES key for notification signatures, prepared once. The repr never shows the key.
 
-    __slots__ = ("_cipher",)
+    ECB keeps no state between blocks, and the padded plaintext is always whole blocks, so one
+    encryption context serves every signature (making a context costs more than encrypting):
+    ``update`` returns each signature's blocks at once and the context is never finalized.
+    A lock keeps it safe to share between threads.
+    """
+
+    __slots__ = ("_encryptor", "_lock")
 
     def __init__(self, encryption_key: str | bytes) -> None:
         # ECB is what the legacy scheme specifies; the plaintext is not secret, the key is.
-        self._cipher = Cipher(algorithms.AES(_aes_key(encryption_key)), modes.ECB())  # noqa: S305
+        cipher = Cipher(algorithms.AES(_aes_key(encryption_key)), modes.ECB())  # noqa: S305
+        self._encryptor = cipher.encryptor()
+        self._lock = threading.Lock()
 
     def signature(self, agent_key: str, request_id: str) -> str:
         """``base64(AES-ECB-PKCS7(key, agentKey + requestId))``."""
         plaintext = f"{agent_key}{request_id}".encode()
-        pad = 16 - len(plaintext) % 16  # PKCS#7
-        encryptor = self._cipher.encryptor()
-        sealed = encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+        pad = 16 - len(plaintext) % 16  # PKCS#7: always at least one byte, whole blocks
+        with self._lock:
+            sealed = self._encryptor.update(plaintext + bytes((pad,)) * pad)
         return binascii.b2a_base64(sealed, newline=False).decode("ascii")
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from doku_async import ConfigurationError, _serde
 from doku_async._signing import (
+    AesKey,
     HmacKey,
     body_sha256_hex,
     format_timestamp,
@@ -412,6 +413,31 @@ def test_verify_kirim_notification_signature_rejects_bad_signatures(signature: s
     assert not verify_kirim_notification_signature(
         NOTIF_AGENT_KEY, NOTIF_REQUEST_ID, NOTIF_KEY, signature
     )
+
+
+def test_a_reused_aes_key_matches_a_fresh_cipher_for_every_length_and_thread() -> None:
+    """One AesKey serves many signatures from one encryption context: each must equal a fresh
+    one-shot AES-ECB-PKCS7 encryption, whatever was signed before and from whichever thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    def fresh(agent_key: str, request_id: str) -> str:
+        padder = padding.PKCS7(128).padder()
+        padded = padder.update(f"{agent_key}{request_id}".encode()) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(NOTIF_KEY.encode()), modes.ECB()).encryptor()  # noqa: S305
+        return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
+
+    key = AesKey(NOTIF_KEY)
+    cases = [(NOTIF_AGENT_KEY, "r" * n) for n in range(0, 70)]  # every padding length
+    cases += [("é" * n, "ß") for n in range(1, 20)]  # multi-byte text
+    assert [key.signature(a, r) for a, r in cases] == [fresh(a, r) for a, r in cases]
+    assert key.signature(NOTIF_AGENT_KEY, NOTIF_REQUEST_ID) == NOTIF_SIGNATURE
+    with ThreadPoolExecutor(4) as pool:
+        many = cases * 40
+        got = list(pool.map(lambda case: key.signature(*case), many))
+    assert got == [fresh(a, r) for a, r in many]
 
 
 @pytest.mark.parametrize("key", ["", "short", "627054fevj1sutv", "627054fevj1sutvs0"])

@@ -89,8 +89,15 @@ def _reject(status: int, message: str) -> web.Response:
 
 async def _read_capped(request: web.Request, cap: int) -> bytes | None:
     """The body, or ``None`` when it exceeds ``cap`` bytes."""
-    if request.content_length is not None and request.content_length > cap:
+    length = request.content_length
+    if length is not None and length > cap:
         return None
+    if length is not None and "Content-Encoding" not in request.headers:
+        # The HTTP parser holds a plain body to exactly Content-Length bytes: read it at once.
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise web.RequestPayloadError("body shorter than Content-Length") from None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
