@@ -138,12 +138,7 @@ class Journal:
         Raises the database's error if that commit failed: the transfer must not be sent.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue(
-            item.reference,
-            _MARK_SENDING,
-            (*_columns(item), "sending", external_id, time.time()),
-            done,
-        )
+        self._queue(item.reference, _MARK_SENDING, _sending_params(item, external_id), done)
         await done
 
     def record_soon(
@@ -276,7 +271,7 @@ class Journal:
         """Record, before sending, that ``item``'s transfer goes out with ``external_id``."""
         self.flush()
         with self._db:
-            self._db.execute(_MARK_SENDING, (*_columns(item), "sending", external_id, time.time()))
+            self._db.execute(_MARK_SENDING, _sending_params(item, external_id))
 
     def record(
         self,
@@ -296,6 +291,10 @@ class Journal:
         """How many items are in each state."""
         self.flush()
         return dict(self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+
+
+def _sending_params(item: PayoutItem, external_id: str) -> tuple[object, ...]:
+    return (*_columns(item), "sending", external_id, time.time())
 
 
 def _record_params(
