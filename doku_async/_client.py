@@ -63,7 +63,9 @@ class DokuClient:
             scheme, default) or ``"sha512"`` (the variant its page names; unconfirmed).
         response_signatures: Non-SNAP answer verification: ``"required"``, ``"if_present"``
             (default) or ``"off"``.
-        token_refresh_margin: refresh the token this many seconds before it expires.
+        token_refresh_margin: refresh the token this many seconds before it expires. For the
+            first half of the margin calls keep using the current token while one refresh runs
+            in the background; after that they wait for the new one.
         session: an ``aiohttp.ClientSession`` to borrow; it is not closed by :meth:`aclose`.
         pool_size: connection pool size of the session the client creates.
         clock: monotonic clock (tests); ``time.monotonic`` by default.

@@ -10,12 +10,14 @@ __all__ = ["TokenCache"]
 
 
 class _Token:
-    __slots__ = ("expires_at", "refresh_at", "value")
+    __slots__ = ("expires_at", "refresh_at", "value", "wait_at")
 
     def __init__(self, value: str, expires_at: float, refresh_at: float) -> None:
         self.value = value
         self.expires_at = expires_at
         self.refresh_at = refresh_at
+        # From here on callers wait for the new token instead of using this one.
+        self.wait_at = refresh_at + (expires_at - refresh_at) / 2
 
     def __repr__(self) -> str:
         return "_Token(***)"
@@ -24,14 +26,20 @@ class _Token:
 class TokenCache:
     """Caches one access token per client on a monotonic clock.
 
-    * A token is reused until ``refresh_margin`` seconds before its advertised expiry (or half
+    * A token is fresh until ``refresh_margin`` seconds before its advertised expiry (or half
       its lifetime, for very short lifetimes).
+    * Past that, for the first half of the margin, callers still get the cached token at once
+      while one refresh runs in the background (a failed background refresh is tried again
+      at most once a second). After that, callers wait for the refresh.
     * However many callers wait, a single fetch runs; they all share its result or error.
     * When a refresh fails while the old token is still valid, the old token keeps serving.
     * :meth:`invalidate` drops a token DOKU rejected, unless it was already replaced.
 
     ``fetch`` returns ``(token, lifetime_seconds)``.
     """
+
+    RETRY_AFTER_FAILURE = 1.0
+    """Seconds between background refreshes after one failed."""
 
     def __init__(
         self,
@@ -45,6 +53,7 @@ class TokenCache:
         self._margin = refresh_margin
         self._token: _Token | None = None
         self._inflight: asyncio.Future[str] | None = None
+        self._failed_at: float | None = None
         self.fetches = 0
         """How many token fetches were started (for tests and benchmarks)."""
 
@@ -53,17 +62,24 @@ class TokenCache:
         return f"TokenCache({state})"
 
     def peek(self) -> str | None:
-        """The cached token if it is not yet due for refresh, without waiting."""
+        """A token usable without waiting, or ``None``: the fresh one, or during the first half
+        of the refresh margin the current one (then a background refresh is started)."""
         token = self._token
-        if token is not None and self._clock() < token.refresh_at:
+        if token is None:
+            return None
+        now = self._clock()
+        if now < token.refresh_at:
+            return token.value
+        if now < token.wait_at:
+            self._refresh_in_background(now)
             return token.value
         return None
 
     async def get(self) -> str:
-        """Return a usable token, fetching one if none is cached or it is due for refresh."""
-        token = self._token
-        if token is not None and self._clock() < token.refresh_at:
-            return token.value
+        """Return a usable token: the cached one (see :meth:`peek`), or one fetched now."""
+        cached = self.peek()
+        if cached is not None:
+            return cached
         try:
             return await asyncio.shield(self._start_refresh())
         except Exception:
@@ -72,11 +88,25 @@ class TokenCache:
                 return token.value
             raise
 
+    def _refresh_in_background(self, now: float) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            return
+        failed_at = self._failed_at
+        if failed_at is not None and now - failed_at < self.RETRY_AFTER_FAILURE:
+            return
+        self._start_refresh()
+
     def _start_refresh(self) -> asyncio.Future[str]:
         if self._inflight is None or self._inflight.done():
             self.fetches += 1
             self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(self._fetched)
         return self._inflight
+
+    def _fetched(self, inflight: asyncio.Future[str]) -> None:
+        # Retrieve a background refresh's error (callers that wait get it themselves).
+        if not inflight.cancelled() and inflight.exception() is not None:
+            self._failed_at = self._clock()
 
     async def _refresh(self) -> str:
         value, lifetime = await self._fetch()
@@ -84,6 +114,7 @@ class TokenCache:
         lifetime = max(lifetime, 1.0)
         refresh_in = lifetime - self._margin if lifetime > 2 * self._margin else lifetime / 2
         self._token = _Token(value, now + lifetime, now + refresh_in)
+        self._failed_at = None
         return value
 
     def clear(self) -> None:

@@ -762,10 +762,18 @@ async def test_short_token_ttl_is_refreshed_ahead_by_the_client(
         creds, token_ttl=2.0, client={"token_refresh_margin": 0.5, "clock": lambda: now[0]}
     ) as (sim, doku):
         await balance_of(doku, sim)
-        now[0] += 1.6  # past the client's refresh point (2.0 - 0.5), before the expiry
+        # Past the refresh point (2.0 - 0.5), in the margin's first half: the call goes out
+        # with the current token at once, and one refresh runs in the background.
+        now[0] += 1.6
         await balance_of(doku, sim)
-        assert sim.token_requests == 2
-        assert statuses(sim, "balance_inquiry") == [200, 200]  # never a 401
+        async with asyncio.timeout(10):
+            while sim.token_requests < 2:  # noqa: ASYNC110 - polling the simulator's counter
+                await asyncio.sleep(0.01)
+        # Past the new token's second half of the margin: the call waits for a fresh one.
+        now[0] += 1.8
+        await balance_of(doku, sim)
+        assert sim.token_requests == 3
+        assert statuses(sim, "balance_inquiry") == [200, 200, 200]  # never a 401
 
 
 async def test_insufficient_funds(creds: SimulatorCredentials) -> None:

@@ -107,16 +107,31 @@ async def test_cached_token_reused_before_refresh_time() -> None:
     assert cache.fetches == 1
 
 
-async def test_refresh_happens_at_lifetime_minus_margin() -> None:
+async def settle() -> None:
+    """Let a background refresh run to its end (the fake fetch never really waits)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_refresh_starts_at_lifetime_minus_margin_in_the_background() -> None:
     cache, fetch, clock = _cache()
     assert await cache.get() == "tok-1"
-    clock.advance(900.0 - MARGIN)
-    assert await cache.get() == "tok-2"
+    clock.advance(900.0 - MARGIN - 0.25)
+    assert await cache.get() == "tok-1"
+    await settle()
+    assert fetch.calls == 1
+    clock.advance(0.25)  # due: still served at once, while the refresh runs
+    assert await cache.get() == "tok-1"
+    await settle()
     assert fetch.calls == 2
+    assert await cache.get() == "tok-2"
     clock.advance(900.0 - MARGIN - 0.25)
     assert await cache.get() == "tok-2"
+    await settle()
     clock.advance(0.25)
-    assert await cache.get() == "tok-3"
+    assert cache.peek() == "tok-2"  # the requester's fast path starts the refresh too
+    await settle()
+    assert cache.peek() == "tok-3"
     assert cache.fetches == 3
 
 
@@ -126,7 +141,11 @@ async def test_refresh_time_counts_from_the_end_of_the_fetch() -> None:
     assert await cache.get() == "tok-1"
     clock.advance(900.0 - MARGIN - 0.25)
     assert await cache.get() == "tok-1"
+    await settle()
+    assert fetch.calls == 1
     clock.advance(0.25)
+    assert await cache.get() == "tok-1"
+    await settle()
     assert await cache.get() == "tok-2"
 
 
@@ -139,26 +158,84 @@ async def test_short_lifetimes_refresh_at_half_life(lifetime: float, refresh_aft
     assert await cache.get() == "tok-1"
     clock.advance(refresh_after - 0.25)
     assert await cache.get() == "tok-1"
+    await settle()
+    assert fetch.calls == 1
     clock.advance(0.25)
+    assert await cache.get() == "tok-1"
+    await settle()
     assert await cache.get() == "tok-2"
     assert fetch.calls == 2
 
 
-async def test_failed_refresh_keeps_serving_the_valid_token() -> None:
+async def test_during_a_background_refresh_every_caller_gets_the_token_at_once() -> None:
     cache, fetch, clock = _cache()
     assert await cache.get() == "tok-1"
-    fetch.fail = True
-    clock.advance(850.0)  # due for refresh, not yet expired
+    fetch.gate = asyncio.Event()  # the refresh hangs until released
+    fetch.started.clear()
+    clock.advance(850.0)  # due, in the first half of the margin
+    assert [await cache.get() for _ in range(100)] == ["tok-1"] * 100
+    assert [cache.peek() for _ in range(100)] == ["tok-1"] * 100
+    async with asyncio.timeout(10):
+        await fetch.started.wait()
+    assert fetch.calls == 2  # one refresh for all of them
+    fetch.gate.set()
+    await settle()
+    assert await cache.get() == "tok-2"
+    assert cache.fetches == 2
+
+
+async def test_late_in_the_margin_callers_wait_for_the_refresh() -> None:
+    cache, fetch, clock = _cache()
     assert await cache.get() == "tok-1"
-    assert fetch.calls == 2  # a refresh was attempted
-    clock.advance(49.5)
-    assert await cache.get() == "tok-1"
-    assert fetch.calls == 3
-    clock.advance(0.5)  # now expired: the failure surfaces
-    with pytest.raises(RuntimeError, match="failed"):
-        await cache.get()
-    fetch.fail = False
-    assert await cache.get() == "tok-5"
+    fetch.gate = asyncio.Event()
+    fetch.started.clear()
+    clock.advance(900.0 - MARGIN / 2)  # the second half of the margin
+    assert cache.peek() is None
+    waiters = [asyncio.create_task(cache.get()) for _ in range(10)]
+    async with asyncio.timeout(10):
+        await fetch.started.wait()
+    await settle()
+    assert not any(w.done() for w in waiters)
+    fetch.gate.set()
+    async with asyncio.timeout(10):
+        assert await asyncio.gather(*waiters) == ["tok-2"] * 10
+    assert fetch.calls == 2
+
+
+async def test_failed_refresh_keeps_serving_the_valid_token() -> None:
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+    try:
+        cache, fetch, clock = _cache()
+        assert await cache.get() == "tok-1"
+        fetch.fail = True
+        clock.advance(850.0)  # due for refresh, not yet expired
+        assert await cache.get() == "tok-1"
+        await settle()
+        assert fetch.calls == 2  # a background refresh was attempted and failed quietly
+        for _ in range(50):
+            assert await cache.get() == "tok-1"
+        await settle()
+        assert fetch.calls == 2  # no storm: retried at most once a second
+        clock.advance(TokenCache.RETRY_AFTER_FAILURE)
+        assert await cache.get() == "tok-1"
+        await settle()
+        assert fetch.calls == 3
+        clock.advance(29.5)  # late in the margin: callers wait, the refresh fails again
+        assert await cache.get() == "tok-1"  # still valid: still served
+        assert fetch.calls == 4
+        clock.advance(19.5)  # now expired: the failure surfaces
+        with pytest.raises(RuntimeError, match="failed"):
+            await cache.get()
+        fetch.fail = False
+        assert await cache.get() == "tok-6"
+        gc.collect()
+        await settle()
+        assert loop_errors == []  # no "exception was never retrieved"
+    finally:
+        loop.set_exception_handler(previous)
 
 
 async def test_failed_fetch_without_token_raises_to_every_waiter() -> None:
@@ -188,6 +265,8 @@ async def test_invalidate_old_token_keeps_the_new_one() -> None:
     cache, fetch, clock = _cache()
     assert await cache.get() == "tok-1"
     clock.advance(900.0 - MARGIN)
+    assert await cache.get() == "tok-1"
+    await settle()
     assert await cache.get() == "tok-2"
     cache.invalidate("tok-1")  # a late 401 for the old token
     assert await cache.get() == "tok-2"
@@ -251,6 +330,19 @@ async def test_aclose_cancels_inflight_fetch_cleanly() -> None:
         assert cache.fetches == 1
     finally:
         loop.set_exception_handler(previous)
+
+
+async def test_aclose_cancels_a_background_refresh() -> None:
+    cache, fetch, clock = _cache()
+    assert await cache.get() == "tok-1"
+    fetch.gate = asyncio.Event()  # never set
+    fetch.started.clear()
+    clock.advance(850.0)
+    assert await cache.get() == "tok-1"
+    async with asyncio.timeout(10):
+        await fetch.started.wait()
+        await cache.aclose()
+    assert fetch.cancelled
 
 
 async def test_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:

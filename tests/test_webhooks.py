@@ -378,6 +378,8 @@ async def test_bad_bodies_are_400_and_the_callback_is_not_called(body: bytes) ->
     async with running(outer) as client:
         status, payload, _ = await post(client, UNPAID_PATH, body)
     assert_rejected(status, payload, 400)
+    # Read whole (an empty body too) and judged as a notification, not as a broken stream.
+    assert payload["responseMessage"] == "invalid notification body"
     assert on_notification.calls == []
     assert sub[WEBHOOK_CONFIG].rejected == 1
 

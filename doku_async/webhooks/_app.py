@@ -92,6 +92,8 @@ async def _read_capped(request: web.Request, cap: int) -> bytes | None:
     length = request.content_length
     if length is not None and length > cap:
         return None
+    if length == 0:
+        return b""  # aiohttp's empty payload raises on readexactly(0)
     if length is not None and "Content-Encoding" not in request.headers:
         # The HTTP parser holds a plain body to exactly Content-Length bytes: read it at once.
         try:
