@@ -233,11 +233,15 @@ async def test_late_commit_after_not_found_is_settled_as_duplicate(
     before the resend arrives. The resend is refused as a duplicate, and a second check status
     finds the original payment."""
     fake = new_fake(keypair)
-    fake.inject("transfer_bank", "delay", delay=0.8)
-    # Check status looks the transfer up at once ("07") but answers only 0.45 s later, by
-    # which time the first send has committed.
-    fake.inject("check_status", "delay_after_commit", delay=0.45)
-    async with running(fake, keypair, timeouts=Timeouts(connect=1, attempt=0.5, total=8)) as client:
+    # Three orderings, each with a 0.4 s margin (a stall of the shared event loop must not
+    # flip them): the first send times out (attempt 1.2 s) before it commits (1.6 s); check
+    # status, asked at ~1.2 s, looks the transfer up at once ("07") and answers 0.8 s later,
+    # after the commit (1.6 s) and well within its own attempt timeout (1.2 s). With the old
+    # 0.45 s hold against a 0.5 s attempt, a 50 ms stall timed the check out: its retry found
+    # the committed transfer and nothing was resent.
+    fake.inject("transfer_bank", "delay", delay=1.6)
+    fake.inject("check_status", "delay_after_commit", delay=0.8)
+    async with running(fake, keypair, timeouts=Timeouts(connect=1, attempt=1.2, total=8)) as client:
         result = await pay(client, "late-1")
         await fake.settle()
     assert result.status == "success"

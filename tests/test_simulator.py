@@ -1299,12 +1299,13 @@ async def test_latency_within_the_attempt_timeout_is_harmless(
 async def test_latency_beyond_the_attempt_timeout_on_a_read_is_retried(
     creds: SimulatorCredentials,
 ) -> None:
-    timeouts = Timeouts(connect=1.0, attempt=0.2, total=10.0)
+    # The healthy retry must finish within the attempt timeout too: 0.5 s of margin.
+    timeouts = Timeouts(connect=1.0, attempt=0.5, total=10.0)
     async with running(creds, client={"timeouts": timeouts}) as (sim, doku):
         await balance_of(doku, sim)
-        sim.inject("balance_inquiry", "latency", delay=0.5)
+        sim.inject("balance_inquiry", "latency", delay=1.0)
         assert await balance_of(doku, sim) == START_BALANCE
-        await asyncio.sleep(0.5)  # let the slow attempt finish on the server
+        await asyncio.sleep(1.0)  # let the slow attempt finish on the server
         sent = sim.requests_for("balance_inquiry")
         assert len(sent) == 3
         ids = {r.headers["X-EXTERNAL-ID"] for r in sent}

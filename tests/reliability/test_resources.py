@@ -198,9 +198,10 @@ async def test_no_unclosed_session_after_aclose_of_a_client_that_made_calls(
 async def test_no_unclosed_session_after_an_exception_mid_call(
     sim: DokuSimulator, failure: str
 ) -> None:
-    options = client_options(timeouts=Timeouts(connect=0.5, attempt=0.1, total=0.5))
+    # Loose enough for the healthy first call (and its token) on a slow machine.
+    options = client_options(timeouts=Timeouts(connect=0.5, attempt=0.3, total=1.0))
     if failure == "timeout":
-        sim.inject("balance_inquiry", "hang_after_commit", delay=0.5, times=10)
+        sim.inject("balance_inquiry", "hang_after_commit", delay=1.0, times=10)
         expected: type[BaseException] = DokuTimeoutError
     elif failure == "dropped":
         sim.inject("balance_inquiry", "drop_before_commit", times=10)
@@ -426,7 +427,9 @@ async def test_a_bulk_run_stopped_midway_leaves_no_tasks(
                         assert task in done, "cancelling the run did not return within 2 s"
                     elif how == "timeout":
                         with pytest.raises(TimeoutError):
-                            async with asyncio.timeout(0.3):
+                            # Long enough for the first results on a slow machine; the
+                            # rate limit keeps the 600 items (4 s at 300 req/s) from finishing.
+                            async with asyncio.timeout(1.0):
                                 await runner.run(batch.items, on_result=seen.append)
                     else:
                         results = runner.results(batch.items)
