@@ -1,5 +1,6 @@
 """Shared fixtures: an RSA key pair, an independent signature-verifying fake DOKU on an
-ephemeral loopback port, and a DokuClient wired to it with instant sleeps."""
+ephemeral loopback port, a DokuClient wired to it with instant sleeps, and the embedded
+simulator with one set of credentials for the whole run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from fakedoku import FakeDoku, generate_rsa_keypair, serve
 
 from doku_async import DokuClient, RetryPolicy, Timeouts
+from doku_async.testing import DokuSimulator, SimulatorCredentials
 
 CLIENT_ID = "BRN-0001-1700000000001"
 CLIENT_SECRET = "SK-unit-test-secret-do-not-leak-7f3a9c"
@@ -52,3 +54,16 @@ def make_client(url: str, keypair: tuple[bytes, bytes], **kwargs: object) -> Dok
 async def client(fake_url: str, keypair: tuple[bytes, bytes]) -> AsyncIterator[DokuClient]:
     async with make_client(fake_url, keypair) as doku:
         yield doku
+
+
+@pytest.fixture(scope="session")
+def creds() -> SimulatorCredentials:
+    """Simulator credentials shared by the run (generating an RSA key costs ~100 ms)."""
+    return SimulatorCredentials.generate()
+
+
+@pytest.fixture
+async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
+    """A fresh simulator on an ephemeral loopback port (modules may override it)."""
+    async with DokuSimulator(credentials=creds) as simulator:
+        yield simulator

@@ -47,18 +47,6 @@ async def no_sleep(_: float) -> None:
     return None
 
 
-@pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    """One RSA key pair for the module (generating one costs ~100 ms)."""
-    return SimulatorCredentials.generate()
-
-
-@pytest.fixture
-async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
-    async with DokuSimulator(credentials=creds) as simulator:
-        yield simulator
-
-
 def client_for(sim: DokuSimulator) -> DokuClient:
     """A client for ``sim`` with instant retries and short timeouts."""
     client: DokuClient = sim.client(

@@ -41,11 +41,6 @@ class Cli:
     stderr: str
 
 
-@pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    return SimulatorCredentials.generate()
-
-
 @pytest.fixture
 async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
     # notification_delay=0: UNPAID magic values settle before the CLI's first check status,

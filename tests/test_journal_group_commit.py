@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from doku_async import DokuClient, RetryPolicy
 from doku_async.bulk import BulkRunner, Journal, PayoutItem, payout_item
-from doku_async.testing import DokuSimulator, SimulatorCredentials
+from doku_async.testing import DokuSimulator
 
 CUSTOMER = "628115678890"
 TIMEOUT = 30
@@ -143,17 +142,6 @@ async def test_a_failed_group_commit_fails_its_marks_writes_nothing_and_refuses_
 
 
 # ------------------------------------------------------------------- through the runner
-
-
-@pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    return SimulatorCredentials.generate()
-
-
-@pytest.fixture
-async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
-    async with DokuSimulator(credentials=creds) as simulator:
-        yield simulator
 
 
 def client_for(sim: DokuSimulator) -> DokuClient:

@@ -85,12 +85,6 @@ class SleepRecorder:
 
 
 @pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    """One set of simulator credentials per module (RSA generation is slow)."""
-    return SimulatorCredentials.generate()
-
-
-@pytest.fixture(scope="module")
 def other_private_key() -> bytes:
     """A second RSA private key that the simulator does not know."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import platform
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,18 +107,6 @@ def write_figures() -> Iterator[None]:
             },
         },
     )
-
-
-@pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    """One RSA key pair for the module (generating one costs ~100 ms)."""
-    return SimulatorCredentials.generate()
-
-
-@pytest.fixture
-async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
-    async with DokuSimulator(credentials=creds) as simulator:
-        yield simulator
 
 
 # ----------------------------------------------------------------------------- scenarios

@@ -19,7 +19,7 @@ import gc
 import sys
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,17 +50,6 @@ from doku_async.webhooks import BACKGROUND_TASKS, WEBHOOK_CONFIG, Notification, 
 pytestmark = pytest.mark.timeout(60)
 
 TIMEOUT = 20.0
-
-
-@pytest.fixture(scope="module")
-def creds() -> SimulatorCredentials:
-    return SimulatorCredentials.generate()
-
-
-@pytest.fixture
-async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
-    async with DokuSimulator(credentials=creds) as simulator:
-        yield simulator
 
 
 # ----------------------------------------------------------------------------- detectors
