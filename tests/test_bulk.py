@@ -411,10 +411,72 @@ async def test_invalid_item_fails_alone_and_the_run_goes_on(
         results = {r.reference: r async for r in runner.results(items)}
     assert results["BAD-1"].status == "failed"
     assert results["BAD-1"].retryable is False
+    assert "account_number" in results["BAD-1"].message
     assert results[plain(1).reference].status == "succeeded"
     assert results[plain(2).reference].status == "succeeded"
     assert sim.transfer_count("BAD-1") == 0
+    # Nothing at all went out for it: two inquiries and two transfers, none for BAD-1.
+    assert len(sim.requests_for("account_inquiry")) == 2
+    assert len(sim.requests_for("transfer_bank")) == 2
     assert runner.summary.exit_code == 1
+
+
+async def test_the_runner_sends_the_bodies_the_public_methods_send(sim: DokuSimulator) -> None:
+    """The runner builds its requests from checked items without validating them again: they
+    must be byte for byte what ``account_inquiry`` and ``transfer_bank`` send."""
+    item = payout_item(
+        reference="SAME-1",
+        bank_code="014",
+        account_number="8377388292",
+        account_name="FHILEA HERMANUS",
+        amount="150000.5",
+        remark="October earnings",
+    )
+    async with client_for(sim) as doku:
+        runner = BulkRunner(
+            doku, customer_number=CUSTOMER, channel_code="07", sender_country_code="ID"
+        )
+        summary = await runner.run([item])
+        assert summary.counts["succeeded"] == 1
+        inquiry_sent, transfer_sent = (
+            sim.requests_for("account_inquiry")[0],
+            sim.requests_for("transfer_bank")[0],
+        )
+        inquiry = json.loads(inquiry_sent.body)
+        transfer = json.loads(transfer_sent.body)
+        answer = await doku.kirim.account_inquiry(
+            partner_reference_no=inquiry["partnerReferenceNo"],
+            customer_number=CUSTOMER,
+            beneficiary_account_number=item.account_number,
+            beneficiary_bank_code=item.bank_code,
+            beneficiary_account_name=item.account_name,
+            amount="150000.50",
+            channel_code="07",
+        )
+        await doku.kirim.transfer_bank(
+            partner_reference_no="SAME-2",
+            customer_number=CUSTOMER,
+            beneficiary_account_number=item.account_number,
+            beneficiary_bank_code=item.bank_code,
+            amount="150000.50",
+            session_id=answer.session_id,
+            beneficiary_account_name=item.account_name,
+            channel_code="07",
+            remark="October earnings",
+        )
+    assert sim.requests_for("account_inquiry")[1].body == inquiry_sent.body
+    public_transfer = json.loads(sim.requests_for("transfer_bank")[1].body)
+    # The same keys in the same order; only the reference and DOKU's session differ.
+    assert list(public_transfer) == list(transfer)
+    assert {**public_transfer, "partnerReferenceNo": "SAME-1", "sessionId": "S"} == {
+        **transfer,
+        "sessionId": "S",
+    }
+    assert transfer["additionalInfo"] == {
+        "channelCode": "07",
+        "beneficiaryAccountName": "FHILEA HERMANUS",
+        "remark": "October earnings",
+    }
 
 
 async def test_a_reference_repeated_in_the_input_is_counted_once(
@@ -1186,7 +1248,9 @@ async def test_ratelimiter_without_rate_measures_a_short_run_per_second() -> Non
     [
         {"customer_number": "0812"},
         {"sender_country_code": "IDN"},
+        {"sender_country_code": "id"},  # the right length, not what the request accepts
         {"channel_code": "abc"},
+        {"channel_code": "7a"},
         {"rate": 0},
     ],
 )

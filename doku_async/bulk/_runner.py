@@ -12,6 +12,7 @@ from decimal import Decimal
 from .. import _validation as v
 from .._base_client import new_external_id
 from .._client import DokuClient
+from .._constants import DEFAULT_CURRENCY
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -28,9 +29,18 @@ from .._exceptions import (
     TransferOutcomeUnknownError,
 )
 from .._redact import mask_account
-from ..models.kirim import CheckStatusResponse, TransactionStatus
+from ..models._base import Amount
+from ..models.kirim import (
+    AccountInquiryAdditionalInfo,
+    AccountInquiryRequest,
+    CheckStatusResponse,
+    TransactionStatus,
+    TransferBankAdditionalInfo,
+    TransferBankRequest,
+)
+from ..resources.kirim import check_channel_code, check_country_code
 from ._journal import FINAL_STATES, IN_DOUBT_STATES, Journal
-from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
+from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem, payout_item
 from ._ratelimit import RateLimiter
 
 __all__ = ["BulkRunner", "PreflightError"]
@@ -115,9 +125,10 @@ class BulkRunner:
         try:
             # Run-wide settings go into every request: checked once here, so a typo fails the
             # run at once instead of failing (and journaling) every item.
-            v.phone("customer_number", customer_number)
-            v.text("sender_country_code", sender_country_code, max_len=2, min_len=2)
-            v.optional_text("channel_code", channel_code, max_len=2)
+            # The same rules the requests apply: a setting accepted here never fails an item.
+            customer_number = v.phone("customer_number", customer_number)
+            sender_country_code = check_country_code("sender_country_code", sender_country_code)
+            channel_code = check_channel_code(channel_code)
         except RequestValidationError as exc:
             raise ConfigurationError(f"{exc.field}: {exc.problem}") from None
         self.client = client
@@ -435,19 +446,34 @@ class BulkRunner:
         """Inquiry then transfer; a 429 that outlasts the SDK's own retries sends the item
         back through the (now slower) rate limiter, up to ``RATE_LIMIT_ROUNDS`` times. Nothing
         was paid on a 429, so retrying with the same references is safe."""
+        try:
+            # Checked once here (an item may have been built without payout_item()); the
+            # requests are then built from the checked values without validating them again.
+            checked = payout_item(
+                reference=item.reference,
+                bank_code=item.bank_code,
+                account_number=item.account_number,
+                account_name=item.account_name,
+                amount=item.amount,
+                remark=item.remark,
+            )
+        except RequestValidationError as exc:
+            return self._rejected(item, exc, external_id=external_id)
         for _ in range(self.RATE_LIMIT_ROUNDS - 1):
             try:
-                return await self._pay_once(item, external_id)
+                return await self._pay_once(item, checked, external_id)
             except _RateLimited as exc:
                 external_id = exc.external_id
         try:
-            return await self._pay_once(item, external_id)
+            return await self._pay_once(item, checked, external_id)
         except _RateLimited as exc:
             return self._rejected(item, exc.error, external_id=exc.external_id)
 
     RATE_LIMIT_ROUNDS = 20
 
-    async def _pay_once(self, item: PayoutItem, external_id: str | None) -> ItemResult:
+    async def _pay_once(
+        self, item: PayoutItem, checked: PayoutItem, external_id: str | None
+    ) -> ItemResult:
         kirim = self.client.kirim
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -457,18 +483,25 @@ class BulkRunner:
                 item.bank_code,
                 mask_account(item.account_number),
             )
+        amount = Amount(value=checked.amount, currency=DEFAULT_CURRENCY)
         await self.limiter.acquire()
         try:
-            inquiry = await kirim.account_inquiry(
-                partner_reference_no=new_external_id(),
-                customer_number=self.customer_number,
-                beneficiary_account_number=item.account_number,
-                beneficiary_bank_code=item.bank_code,
-                beneficiary_account_name=item.account_name,
-                amount=item.amount,
-                sender_country_code=self.sender_country_code,
-                channel_code=self.channel_code,
+            inquiry = await kirim._send_inquiry(
+                AccountInquiryRequest(
+                    partner_reference_no=new_external_id(),
+                    customer_number=self.customer_number,
+                    amount=amount,
+                    beneficiary_account_number=checked.account_number,
+                    additional_info=AccountInquiryAdditionalInfo(
+                        channel_code=self.channel_code,
+                        beneficiary_bank_code=checked.bank_code,
+                        beneficiary_account_name=checked.account_name,
+                        sender_country_code=self.sender_country_code,
+                    ),
+                )
             )
+            # DOKU's own value: checked before anything is journaled or sent.
+            session_id = v.optional_text("session_id", inquiry.session_id, max_len=25)
         except RateLimitError as exc:
             raise _RateLimited(exc, external_id) from None
         except (AuthenticationError, ConfigurationError):
@@ -480,17 +513,21 @@ class BulkRunner:
             await self.journal.mark_sending_grouped(item, external_id)
         await self.limiter.acquire()
         try:
-            result = await kirim.transfer_bank(
-                partner_reference_no=item.reference,
-                customer_number=self.customer_number,
-                beneficiary_account_number=item.account_number,
-                beneficiary_bank_code=item.bank_code,
-                amount=item.amount,
-                session_id=inquiry.session_id,
-                beneficiary_account_name=item.account_name,
-                channel_code=self.channel_code,
-                remark=item.remark,
-                external_id=external_id,
+            result = await kirim._send_transfer(
+                TransferBankRequest(
+                    partner_reference_no=checked.reference,
+                    customer_number=self.customer_number,
+                    beneficiary_account_number=checked.account_number,
+                    beneficiary_bank_code=checked.bank_code,
+                    amount=amount,
+                    session_id=session_id,
+                    additional_info=TransferBankAdditionalInfo(
+                        channel_code=self.channel_code,
+                        beneficiary_account_name=checked.account_name,
+                        remark=checked.remark,
+                    ),
+                ),
+                external_id,
             )
         except TransferOutcomeUnknownError as exc:
             return self._finish(item, "unknown", message=exc.message, external_id=external_id)

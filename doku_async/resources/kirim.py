@@ -66,6 +66,16 @@ _EXTRA_LIMITS: dict[str, tuple[int, re.Pattern[str] | None, str]] = {
 }
 
 
+def check_country_code(field: str, value: object) -> str:
+    """An ISO country code as DOKU takes it: two capital letters."""
+    return v.text(field, value, max_len=2, min_len=2, pattern=_COUNTRY, allowed="A-Z")
+
+
+def check_channel_code(value: object) -> str | None:
+    """An optional channel code: one or two digits."""
+    return v.optional_text("channel_code", value, max_len=2, pattern=_CODE, allowed="digits")
+
+
 def _check_extra(name: str, value: object) -> str:
     if name == "beneficiary_phone_number":
         return v.phone(name, value)
@@ -126,25 +136,20 @@ class Kirim:
                 "beneficiary_account_number", beneficiary_account_number, max_len=32
             ),
             additional_info=AccountInquiryAdditionalInfo(
-                channel_code=v.optional_text(
-                    "channel_code", channel_code, max_len=2, pattern=_CODE, allowed="digits"
-                ),
+                channel_code=check_channel_code(channel_code),
                 beneficiary_bank_code=v.digits(
                     "beneficiary_bank_code", beneficiary_bank_code, max_len=8
                 ),
                 beneficiary_account_name=v.text(
                     "beneficiary_account_name", beneficiary_account_name, max_len=100
                 ),
-                sender_country_code=v.text(
-                    "sender_country_code",
-                    sender_country_code,
-                    max_len=2,
-                    min_len=2,
-                    pattern=_COUNTRY,
-                    allowed="A-Z",
-                ),
+                sender_country_code=check_country_code("sender_country_code", sender_country_code),
             ),
         )
+        return await self._send_inquiry(request)
+
+    async def _send_inquiry(self, request: AccountInquiryRequest) -> AccountInquiryResponse:
+        """Send a validated inquiry (the bulk runner builds its own from checked items)."""
         requester, ops = self._ops()
         return await requester.read(
             ops["account_inquiry"],
@@ -280,6 +285,12 @@ class Kirim:
         fixed_external_id = (
             None if external_id is None else v.digits("external_id", external_id, max_len=36)
         )
+        return await self._send_transfer(request, fixed_external_id)
+
+    async def _send_transfer(
+        self, request: TransferBankRequest, external_id: str | None
+    ) -> TransferResult:
+        """Send a validated transfer under the money rule (see :meth:`transfer_bank`)."""
         requester, ops = self._ops()
         status, response, found, used_external_id, resent = await requester.transfer(
             ops["transfer_bank"],
@@ -288,7 +299,7 @@ class Kirim:
             request.partner_reference_no,
             request.amount.value,
             TransferBankResponse,
-            fixed_external_id,
+            external_id,
         )
         return build_result(
             status, response, found, request.partner_reference_no, used_external_id, resent
