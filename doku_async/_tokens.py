@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 __all__ = ["TokenCache"]
+
+log = logging.getLogger("doku_async")
 
 
 class _Token:
@@ -54,6 +57,7 @@ class TokenCache:
         self._token: _Token | None = None
         self._inflight: asyncio.Future[str] | None = None
         self._failed_at: float | None = None
+        self._closed = False
         self.fetches = 0
         """How many token fetches were started (for tests and benchmarks)."""
 
@@ -89,7 +93,7 @@ class TokenCache:
             raise
 
     def _refresh_in_background(self, now: float) -> None:
-        if self._inflight is not None and not self._inflight.done():
+        if self._closed or (self._inflight is not None and not self._inflight.done()):
             return
         failed_at = self._failed_at
         if failed_at is not None and now - failed_at < self.RETRY_AFTER_FAILURE:
@@ -104,9 +108,14 @@ class TokenCache:
         return self._inflight
 
     def _fetched(self, inflight: asyncio.Future[str]) -> None:
-        # Retrieve a background refresh's error (callers that wait get it themselves).
-        if not inflight.cancelled() and inflight.exception() is not None:
+        # Retrieve a refresh's error (callers that wait get it too), and say so: a background
+        # refresh has nobody waiting, and revoked credentials must not stay silent.
+        if inflight.cancelled():
+            return
+        error = inflight.exception()
+        if error is not None:
             self._failed_at = self._clock()
+            log.warning("access token refresh failed: %s", error)
 
     async def _refresh(self) -> str:
         value, lifetime = await self._fetch()
@@ -127,7 +136,8 @@ class TokenCache:
             self._token = None
 
     async def aclose(self) -> None:
-        """Cancel a fetch in flight."""
+        """Cancel a fetch in flight; no background refresh starts afterwards."""
+        self._closed = True
         inflight = self._inflight
         self._inflight = None
         if inflight is not None and not inflight.done():

@@ -137,8 +137,39 @@ async def test_a_failed_group_commit_fails_its_marks_writes_nothing_and_refuses_
     with pytest.raises(sqlite3.IntegrityError):
         await journal.mark_sending_grouped(item(10), "E10")
     with pytest.raises(sqlite3.IntegrityError):
-        journal.close()
+        journal.mark_sending(item(11), "E11")
+    assert journal.counts() == {}  # reads still work
+    journal.close()
     assert committed_states(path) == {}
+
+
+async def test_writing_to_a_closed_journal_raises_at_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.close()
+    journal.close()  # idempotent
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        await asyncio.wait_for(journal.mark_sending_grouped(item(1), "E1"), 5)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        journal.record_soon(item(1), "succeeded")
+
+
+def test_writes_queued_when_a_loop_stops_are_committed_by_the_next_loop(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    loop = asyncio.new_event_loop()
+    # The outcome is queued in the loop's last iteration: its group commit never runs there.
+    loop.call_soon(lambda: journal.record_soon(item(1), "succeeded"))
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    loop.close()
+    assert committed_states(path) == {}
+
+    async def later() -> None:
+        await asyncio.wait_for(journal.mark_sending_grouped(item(2), "E2"), 5)
+
+    asyncio.run(later())
+    assert committed_states(path) == {item(1).reference: "succeeded", item(2).reference: "sending"}
+    journal.close()
 
 
 # ------------------------------------------------------------------- through the runner
@@ -190,3 +221,42 @@ async def test_runner_stops_when_the_journal_cannot_be_written_and_never_sends_u
     assert len(sent) < len(items) - 8
     for reference in sent:
         assert sim.transfer_count(reference) == 1
+
+
+async def test_a_metrics_thread_reading_the_journal_during_a_run_breaks_nothing(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """A thread calling counts() every half millisecond (say, a metrics exporter) while the
+    runner's group commits run: the run completes, every transfer has its mark, nobody is
+    paid twice, and the journal ends consistent."""
+    import threading
+
+    path = tmp_path / "run.db"
+    journal = Journal(path)
+    stop = threading.Event()
+    seen: list[dict[str, int]] = []
+    failures: list[BaseException] = []
+
+    def metrics() -> None:
+        while not stop.wait(0.0005):
+            try:
+                seen.append(journal.counts())
+            except BaseException as exc:  # reported below, not lost in the thread
+                failures.append(exc)
+
+    thread = threading.Thread(target=metrics, daemon=True)
+    thread.start()
+    items = [item(i, "THR") for i in range(1000)]
+    try:
+        async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+            runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=32, journal=journal)
+            summary = await runner.run(items)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert failures == []
+    assert len(seen) > 10  # the thread really read along
+    assert summary.counts["succeeded"] == 1000
+    assert committed_states(path) == {it.reference: "succeeded" for it in items}
+    assert all(sim.transfer_count(it.reference) == 1 for it in items)
+    journal.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import warnings
 from decimal import Decimal
 from typing import Any
@@ -343,6 +344,30 @@ async def test_aclose_cancels_a_background_refresh() -> None:
         await fetch.started.wait()
         await cache.aclose()
     assert fetch.cancelled
+
+
+async def test_no_background_refresh_starts_after_aclose() -> None:
+    cache, fetch, clock = _cache()
+    assert await cache.get() == "tok-1"
+    await cache.aclose()
+    clock.advance(850.0)  # due: a call still in flight may peek
+    assert cache.peek() == "tok-1"
+    await settle()
+    assert fetch.calls == 1
+    assert cache.fetches == 1
+
+
+async def test_a_failed_background_refresh_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    cache, fetch, clock = _cache()
+    assert await cache.get() == "tok-1"
+    fetch.fail = True
+    clock.advance(850.0)
+    with caplog.at_level(logging.WARNING, logger="doku_async"):
+        assert await cache.get() == "tok-1"
+        await settle()
+    assert [r.getMessage() for r in caplog.records] == [
+        "access token refresh failed: token fetch 2 failed"
+    ]
 
 
 async def test_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:

@@ -241,6 +241,7 @@ class BulkRunner:
             await outbox.put(None)
 
         supervisor = asyncio.create_task(supervise())
+        ended = False
         try:
             while (result := await outbox.get()) is not None:
                 summary.add(result)
@@ -252,6 +253,7 @@ class BulkRunner:
                 await supervisor
             except BaseExceptionGroup as group:  # a run-stopping error from a worker
                 raise group.exceptions[0] from None
+            ended = True
         finally:
             if not supervisor.done():
                 supervisor.cancel()
@@ -262,7 +264,14 @@ class BulkRunner:
             requester.on_rate_limited = previous_listener
             summary.elapsed = time.perf_counter() - started
             if self.journal is not None:
-                self.journal.flush()  # the outcomes still queued for the group commit
+                # The outcomes still queued for the group commit. When the run is already
+                # stopping on an error or a cancellation, that one is what the caller gets.
+                try:
+                    self.journal.flush()
+                except Exception:
+                    if ended:
+                        raise
+                    log.exception("the journal could not be written as the run stopped")
 
     async def _preflight(
         self,
