@@ -144,6 +144,22 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> No
             await asyncio.sleep(0.01)
 
 
+async def start_run(
+    sim: DokuSimulator, tmp_path: Path, count: int, *, prefix: str, concurrency: int
+) -> tuple[list[str], Path, dict[str, str], asyncio.subprocess.Process]:
+    """``payouts run`` over ``count`` rows with a journal, started in the background
+    (queue any simulator fault first). Returns the references, journal, env and process."""
+    table = rows(count, prefix=prefix)
+    csv_path = write_csv(tmp_path / "p.csv", table)
+    db = tmp_path / "run.db"
+    env = sim_env(sim, tmp_path)
+    proc = await start(
+        "payouts", "run", str(csv_path), "--journal", str(db),
+        "--concurrency", str(concurrency), env=env, cwd=tmp_path,
+    )  # fmt: skip
+    return [r[0] for r in table], db, env, proc
+
+
 def in_flight_transfers(sim: DokuSimulator) -> list[str]:
     return [
         body_of(r)["partnerReferenceNo"] for r in sim.requests_for("transfer_bank") if r.status == 0
@@ -411,16 +427,8 @@ async def test_check_balance_short_is_reported_without_traceback(
 async def test_sigint_stops_gracefully_and_resume_finishes(
     sim: DokuSimulator, tmp_path: Path
 ) -> None:
-    table = rows(30, prefix="INT")
-    refs = [r[0] for r in table]
-    csv_path = write_csv(tmp_path / "p.csv", table)
-    db = tmp_path / "run.db"
-    env = sim_env(sim, tmp_path)
     sim.inject("transfer_bank", "latency", delay=0.1, times=1000)
-    proc = await start(
-        "payouts", "run", str(csv_path), "--journal", str(db), "--concurrency", "2",
-        env=env, cwd=tmp_path,
-    )  # fmt: skip
+    refs, db, env, proc = await start_run(sim, tmp_path, 30, prefix="INT", concurrency=2)
     try:
         await wait_until(lambda: len(sim.requests_for("transfer_bank")) >= 3)
         proc.send_signal(signal.SIGINT)
@@ -457,19 +465,11 @@ async def test_sigint_stops_gracefully_and_resume_finishes(
 async def test_sigkill_mid_transfer_then_resume_settles_without_resending(
     sim: DokuSimulator, tmp_path: Path
 ) -> None:
-    table = rows(20, prefix="KILL")
-    refs = [r[0] for r in table]
-    csv_path = write_csv(tmp_path / "p.csv", table)
-    db = tmp_path / "run.db"
-    env = sim_env(sim, tmp_path)
     # The first four transfers hang, then commit after 2 s, long after the process is dead.
     # The fault is queued before the process starts: injecting it once the run is under way
     # races the run, which can finish all 20 transfers before the test sees the first one.
     sim.inject("transfer_bank", "latency", delay=2.0, times=4)
-    proc = await start(
-        "payouts", "run", str(csv_path), "--journal", str(db), "--concurrency", "4",
-        env=env, cwd=tmp_path,
-    )  # fmt: skip
+    refs, db, env, proc = await start_run(sim, tmp_path, 20, prefix="KILL", concurrency=4)
     try:
         await wait_until(lambda: len(in_flight_transfers(sim)) >= 2)
         hanging = set(in_flight_transfers(sim))

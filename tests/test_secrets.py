@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Iterator
 
 import pytest
 from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
 from fakedoku import FakeDoku, RecordedCall, generate_rsa_keypair, serve
+from secret_scan import exception_texts, object_texts, pem_body_lines
 
 from doku_async import (
     AuthenticationError,
@@ -39,37 +39,6 @@ def header(call: RecordedCall, name: str) -> str:
         if key.lower() == name.lower():
             return value
     return ""
-
-
-def pem_body_lines(pem: bytes) -> list[str]:
-    """The base64 lines of a PEM document (not the BEGIN/END armour)."""
-    return [
-        line for line in pem.decode().splitlines() if line.strip() and not line.startswith("-----")
-    ]
-
-
-def exception_texts(exc: BaseException | None, seen: set[int] | None = None) -> Iterator[str]:
-    """str, repr, args and attributes of an exception and of its whole cause/context chain."""
-    seen = set() if seen is None else seen
-    if exc is None or id(exc) in seen:
-        return
-    seen.add(id(exc))
-    yield str(exc)
-    yield repr(exc)
-    yield repr(exc.args)
-    yield from (str(arg) for arg in exc.args)
-    for name, value in vars(exc).items():
-        yield f"{name}={value!r}"
-        if isinstance(value, BaseException):
-            yield from exception_texts(value, seen)
-    yield from exception_texts(exc.__cause__, seen)
-    yield from exception_texts(exc.__context__, seen)
-
-
-def object_texts(objects: Iterable[object]) -> Iterator[str]:
-    for obj in objects:
-        yield repr(obj)
-        yield str(obj)
 
 
 def client_with(url: str, private_pem: bytes, secret: str) -> DokuClient:

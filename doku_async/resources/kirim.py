@@ -52,12 +52,10 @@ def _amount(value: object, currency: object) -> Amount:
 
 # Optional additionalInfo fields of a transfer: (max length, pattern, what the pattern allows).
 _EXTRA_LIMITS: dict[str, tuple[int, re.Pattern[str] | None, str]] = {
-    "channel_code": (2, _CODE, "digits"),
     "beneficiary_first_name": (50, None, ""),
     "beneficiary_last_name": (50, None, ""),
     "beneficiary_bank_name": (100, None, ""),
     "beneficiary_account_name": (100, None, ""),
-    "sender_country_code": (2, _COUNTRY, "A-Z"),
     "sender_first_name": (50, None, ""),
     "sender_last_name": (50, None, ""),
     "sender_personal_id": (50, None, ""),
@@ -71,14 +69,22 @@ def check_country_code(field: str, value: object) -> str:
     return v.text(field, value, max_len=2, min_len=2, pattern=_COUNTRY, allowed="A-Z")
 
 
+def _channel_code(value: object) -> str:
+    return v.text("channel_code", value, max_len=2, pattern=_CODE, allowed="digits")
+
+
 def check_channel_code(value: object) -> str | None:
     """An optional channel code: one or two digits."""
-    return v.optional_text("channel_code", value, max_len=2, pattern=_CODE, allowed="digits")
+    return None if value is None else _channel_code(value)
 
 
 def _check_extra(name: str, value: object) -> str:
     if name == "beneficiary_phone_number":
         return v.phone(name, value)
+    if name == "sender_country_code":
+        return check_country_code(name, value)
+    if name == "channel_code":
+        return _channel_code(value)
     max_len, pattern, allowed = _EXTRA_LIMITS[name]
     return v.text(name, value, max_len=max_len, pattern=pattern, allowed=allowed)
 

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +36,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from secret_scan import exception_texts, object_texts, pem_body_lines
 
 from doku_async import (
     AuthenticationError,
@@ -104,45 +104,11 @@ DEBUG_CLI = (
 # ------------------------------------------------------------------------------- helpers
 
 
-def pem_body_lines(pem: bytes) -> list[str]:
-    """The base64 lines of a PEM document (not the BEGIN/END armour)."""
-    return [
-        line.strip()
-        for line in pem.decode().splitlines()
-        if line.strip() and not line.startswith("-----")
-    ]
-
-
 def header(headers: dict[str, str], name: str) -> str:
     for key, value in headers.items():
         if key.lower() == name.lower():
             return value
     return ""
-
-
-def exception_texts(exc: BaseException | None, seen: set[int] | None = None) -> Iterator[str]:
-    """str, repr, args and attributes of an exception and of its whole cause/context chain."""
-    seen = set() if seen is None else seen
-    if exc is None or id(exc) in seen:
-        return
-    seen.add(id(exc))
-    yield str(exc)
-    yield repr(exc)
-    yield repr(exc.args)
-    yield from (str(arg) for arg in exc.args)
-    for name, value in vars(exc).items():
-        yield f"{name}={value!r}"
-        yield str(value)
-        if isinstance(value, BaseException):
-            yield from exception_texts(value, seen)
-    yield from exception_texts(exc.__cause__, seen)
-    yield from exception_texts(exc.__context__, seen)
-
-
-def object_texts(objects: Iterable[object]) -> Iterator[str]:
-    for obj in objects:
-        yield repr(obj)
-        yield str(obj)
 
 
 async def no_sleep(_: float) -> None:
