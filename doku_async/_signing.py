@@ -2,9 +2,13 @@
 
 One implementation serves the client, the webhook verifier and the simulator:
 
-* B2B access token: ``base64(RSA-PKCS1v15-SHA256(private key, clientId + "|" + timestamp))``.
+* B2B access token: ``base64(RSA-PKCS1v15-SHA256(private key, clientId + "|" + timestamp))``
+  (the merchant's key when we ask DOKU for a token; DOKU's key when DOKU asks us, SNAP inbound).
 * SNAP symmetric: ``base64(HMAC-SHA512(client secret,
   METHOD:PATH:TOKEN:lowerhex(sha256(body)):TIMESTAMP))``.
+* SNAP inbound (DOKU calls the merchant; unconfirmed for Kirim DOKU):
+  ``base64(RSA-PKCS1v15-SHA256(DOKU's private key, METHOD:PATH:lowerhex(sha256(body)):TIMESTAMP))``,
+  or the symmetric signature above with the token the merchant issued to DOKU.
 * Non-SNAP: ``"HMACSHA256=" + base64(HMAC-SHA256(secret, component))`` where the component
   lists ``Client-Id``, ``Request-Id``, ``Request-Timestamp`` (or ``Response-Timestamp``),
   ``Request-Target`` and, for requests with a body, ``Digest = base64(sha256(body))``.
@@ -47,11 +51,14 @@ __all__ = [
     "non_snap_component",
     "non_snap_digest",
     "non_snap_signature",
+    "snap_inbound_rsa_signature",
+    "snap_inbound_string_to_sign",
     "snap_signature",
     "snap_string_to_sign",
     "token_signature",
     "verify_kirim_notification_signature",
     "verify_non_snap_signature",
+    "verify_snap_inbound_rsa_signature",
     "verify_snap_signature",
     "verify_token_signature",
 ]
@@ -168,22 +175,33 @@ def load_public_key(key: str | bytes) -> rsa.RSAPublicKey:
     return loaded
 
 
+def _rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
+    """``base64(SHA256withRSA(private key, message))``, PKCS#1 v1.5."""
+    raw = private_key.sign(message, PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _rsa_verify(public_key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool:
+    """Check a base64 SHA256withRSA (PKCS#1 v1.5) signature; ``False`` for any malformed input."""
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        public_key.verify(raw, message, PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
 def token_signature(private_key: rsa.RSAPrivateKey, client_id: str, timestamp: str) -> str:
     """``X-SIGNATURE`` of the B2B token request: SHA256withRSA over ``clientId|timestamp``."""
-    raw = private_key.sign(f"{client_id}|{timestamp}".encode(), PKCS1v15(), hashes.SHA256())
-    return base64.b64encode(raw).decode("ascii")
+    return _rsa_sign(private_key, f"{client_id}|{timestamp}".encode())
 
 
 def verify_token_signature(
     public_key: rsa.RSAPublicKey, client_id: str, timestamp: str, signature: str
 ) -> bool:
-    """Check a B2B token request signature with the merchant's public key."""
-    try:
-        raw = base64.b64decode(signature, validate=True)
-        public_key.verify(raw, f"{client_id}|{timestamp}".encode(), PKCS1v15(), hashes.SHA256())
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
-    return True
+    """Check a B2B token request signature with the signer's public key (the merchant's when
+    DOKU checks ours; DOKU's when we check DOKU's SNAP inbound token request)."""
+    return _rsa_verify(public_key, f"{client_id}|{timestamp}".encode(), signature)
 
 
 # --- SNAP symmetric signature --------------------------------------------------------------
@@ -233,6 +251,44 @@ def verify_snap_signature(
     """Check a SNAP symmetric signature in constant time."""
     expected = snap_signature(secret, method, path, access_token, body, timestamp)
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+# --- SNAP inbound asymmetric signature (DOKU calls the merchant) -----------------------------
+
+
+def snap_inbound_string_to_sign(
+    method: str, path: str, body_hash_hex: str, timestamp: str
+) -> bytes:
+    """``METHOD:PATH:BODYHASH:TIMESTAMP`` as bytes: what DOKU signs when it calls you (no token)."""
+    return f"{method}:{path}:{body_hash_hex}:{timestamp}".encode()
+
+
+def snap_inbound_rsa_signature(
+    private_key: rsa.RSAPrivateKey, method: str, path: str, body: bytes, timestamp: str
+) -> str:
+    """The ``X-SIGNATURE`` DOKU would send on a SNAP inbound call (SHA256withRSA), for tests."""
+    message = snap_inbound_string_to_sign(method, path, body_sha256_hex(body), timestamp)
+    return _rsa_sign(private_key, message)
+
+
+def verify_snap_inbound_rsa_signature(
+    public_key: rsa.RSAPublicKey,
+    method: str,
+    path: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    *,
+    body_hash_hex: str | None = None,
+) -> bool:
+    """Check a SNAP inbound SHA256withRSA ``X-SIGNATURE`` with DOKU's public key.
+
+    Pass ``body_hash_hex`` when the body's hash is already known.
+    """
+    digest = body_sha256_hex(body) if body_hash_hex is None else body_hash_hex
+    return _rsa_verify(
+        public_key, snap_inbound_string_to_sign(method, path, digest, timestamp), signature
+    )
 
 
 # --- Non-SNAP signature ----------------------------------------------------------------------

@@ -332,6 +332,13 @@ class FakeDoku(BackgroundWork):
         self.calls: list[RecordedCall] = []
         self.transfers: dict[str, TransferRecord] = {}
         self.token_requests = 0
+        # The token answer's fields besides the token, as DOKU documents them (its SDKs' token
+        # DTOs type additionalInfo as a string; see tests/corpus/token). Tests swap variants in.
+        self.token_answer_fields: dict[str, object] = {
+            "tokenType": "Bearer",
+            "expiresIn": token_ttl,
+            "additionalInfo": "",
+        }
         #: Descriptions of unexpected exceptions inside the fake (should stay empty).
         self.errors: list[str] = []
 
@@ -526,9 +533,7 @@ class FakeDoku(BackgroundWork):
                 "responseCode": "2007300",
                 "responseMessage": "Successful",
                 "accessToken": token,
-                "tokenType": "Bearer",
-                "expiresIn": str(self.token_ttl),
-                "additionalInfo": {},
+                **self.token_answer_fields,
             },
         )
 

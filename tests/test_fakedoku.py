@@ -156,7 +156,9 @@ async def test_token_and_transfer_end_to_end(client: Client, fake: FakeDoku) -> 
         assert status == 200
         assert token["responseCode"] == "2007300"
         assert token["tokenType"] == "Bearer"
-        assert token["expiresIn"] == "900"
+        # DOKU's documented answer: expiresIn a number, additionalInfo a string.
+        assert token["expiresIn"] == 900
+        assert token["additionalInfo"] == ""
         assert fake.token_requests == 1
 
         inquiry_body = minified(

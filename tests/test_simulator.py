@@ -264,6 +264,10 @@ def _snap_ts() -> str:
 
 
 async def raw_token(http: aiohttp.ClientSession, sim: DokuSimulator) -> str:
+    return str((await raw_token_answer(http, sim))["accessToken"])
+
+
+async def raw_token_answer(http: aiohttp.ClientSession, sim: DokuSimulator) -> dict[str, Any]:
     creds = sim.credentials
     key = serialization.load_pem_private_key(creds.private_key_pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -279,8 +283,8 @@ async def raw_token(http: aiohttp.ClientSession, sim: DokuSimulator) -> str:
         sim.base_url + TOKEN_PATH, data=b'{"grantType":"client_credentials"}', headers=headers
     ) as resp:
         assert resp.status == 200
-        body = await resp.json()
-    return str(body["accessToken"])
+        body: dict[str, Any] = await resp.json()
+    return body
 
 
 async def raw_snap(
@@ -671,7 +675,7 @@ async def test_forged_snap_body_is_rejected(creds: SimulatorCredentials) -> None
 
         # The same request, honestly signed, is accepted: the forgery was the only problem.
         status, body = await raw_snap(http, sim, token, path, honest, external_id="1002")
-        assert (status, body["responseCode"]) == (200, "2004300")
+        assert (status, body["responseCode"]) == (200, 2004300)  # a JSON number, as in DOKU's docs
         assert sim.transfer_count("FORGED-1") == 1
 
 
@@ -811,7 +815,7 @@ async def test_reused_external_id_is_409xx00(creds: SimulatorCredentials) -> Non
         assert (status, answer["responseCode"]) == (409, "4094300")
         assert sim.transfer_count("RAW-XID") == 0
         status, answer = await raw_snap(http, sim, token, tpath, transfer, external_id="7778")
-        assert (status, answer["responseCode"]) == (200, "2004300")
+        assert (status, answer["responseCode"]) == (200, 2004300)
         assert sim.transfer_count("RAW-XID") == 1
 
 
@@ -1388,3 +1392,71 @@ async def test_requests_are_recorded_per_operation(creds: SimulatorCredentials) 
         assert body == {"accountNo": creds.agent_key}
         operations = [r.operation for r in sim.requests]
         assert operations == ["token", "balance_inquiry", "balance_inquiry"]
+
+
+# --- the answer shapes DOKU documents (issue 11) ---------------------------------------------
+
+
+@pytest.mark.parametrize("shapes", ["docs", "sandbox", "mixed"])
+async def test_every_answer_shape_is_spoken_and_decoded(
+    creds: SimulatorCredentials, shapes: str
+) -> None:
+    """The simulator answers in DOKU's documented shapes (codes as JSON numbers, the object
+    ``accountInfos`` with ``avaliableBalance``) or the sandbox's, and the SDK reads both."""
+    async with running(creds, shapes=shapes) as (sim, doku), aiohttp.ClientSession() as http:
+        token = await raw_token(http, sim)
+        _, raw_balance = await raw_snap(
+            http,
+            sim,
+            token,
+            "/v1.0/balance-inquiry",
+            {"accountNo": sim.credentials.agent_key},
+            external_id="5001",
+        )
+        _, raw_balance_2 = await raw_snap(
+            http,
+            sim,
+            token,
+            "/v1.0/balance-inquiry",
+            {"accountNo": sim.credentials.agent_key},
+            external_id="5002",
+        )
+        inquiry = await inquire(doku, "INQ-SHAPE")
+        result = await pay(doku, "PAY-SHAPE", session_id=inquiry.session_id)
+        status = await status_of(doku, "PAY-SHAPE")
+        balance = await balance_of(doku, sim)
+    assert inquiry.response_code == "2004200"
+    assert inquiry.session_id
+    assert result.reference_no is not None
+    assert status == "00"
+    assert balance == sim.balance()
+    answers = [raw_balance, raw_balance_2]
+    docs_shape = [isinstance(a["responseCode"], int) for a in answers]
+    assert docs_shape == {"docs": [True, True], "sandbox": [False, False]}.get(
+        shapes, [True, False]
+    )
+    for answer, docs in zip(answers, docs_shape, strict=True):
+        infos = answer["accountInfos"]
+        if docs:
+            assert isinstance(infos, dict)
+            assert "avaliableBalance" in infos
+        else:
+            assert isinstance(infos, list)
+            assert "availableBalance" in infos[0]
+
+
+async def test_the_token_answer_is_shaped_as_doku_documents(creds: SimulatorCredentials) -> None:
+    async with (
+        asyncio.timeout(10),
+        DokuSimulator(credentials=creds) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+        body = await raw_token_answer(http, sim)
+    assert body["additionalInfo"] == ""  # a string, as DOKU's SDKs' token DTOs type it
+    assert body["responseCode"] == "2007300"
+    assert isinstance(body["expiresIn"], int)
+
+
+def test_an_unknown_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="shapes must be one of"):
+        DokuSimulator(shapes="imagined")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 import warnings
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import AGENT_KEY
+from conftest import AGENT_KEY, make_client
 from fakedoku import FakeDoku
 
 from doku_async import DokuClient
@@ -473,3 +474,38 @@ async def test_invalidate_token_forces_one_new_fetch(fake: FakeDoku, client: Dok
     assert fake.token_requests == 2
     assert client.token_fetches == 2
     assert {c.status for c in fake.calls_for("balance_inquiry")} == {200}
+
+
+# --- DOKU's documented token answers (issue 11) -------------------------------------------
+
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # DOKU's Go, PHP, Java and Python SDKs type additionalInfo as a string: "" in practice.
+        {"tokenType": "Bearer", "expiresIn": 900, "additionalInfo": ""},
+        {"tokenType": "Bearer", "expiresIn": 900, "additionalInfo": None},
+        {"tokenType": "Bearer", "expiresIn": 900},
+        {"tokenType": "Bearer", "expiresIn": "900", "additionalInfo": ""},
+        # The fixtures of DOKU's SDKs send "Bearer " with a trailing space.
+        {"tokenType": "Bearer ", "expiresIn": 900, "additionalInfo": ""},
+        {"tokenType": "Bearer ", "expiresIn": "900", "additionalInfo": {}},
+    ],
+    ids=["info-empty-text", "info-null", "info-absent", "expires-text", "bearer-space", "mixed"],
+)
+async def test_each_documented_token_shape_authenticates(
+    fake: FakeDoku, fake_url: str, keypair: tuple[bytes, bytes], fields: dict[str, object]
+) -> None:
+    """A client built as the README says gets its token and sends a clean
+    ``Authorization: Bearer <token>`` (the fake refuses anything else with 401xx01)."""
+    fake.token_answer_fields = fields
+    async with make_client(fake_url, keypair) as client:
+        balance = await client.kirim.balance_inquiry(account_no=AGENT_KEY)
+    assert balance.response_code == "2001100"
+    assert fake.token_requests == 1
+    authorizations = [c.headers.get("Authorization", "") for c in fake.calls if c.op != "token"]
+    assert authorizations
+    assert all(re.fullmatch(r"Bearer eyJ[A-Za-z0-9_-]+", a) for a in authorizations)

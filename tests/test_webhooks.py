@@ -365,11 +365,10 @@ async def test_overlong_and_empty_headers_are_401() -> None:
         b"",
         b"[]",
         b'{"transactionId": "DK1"',
-        unpaid_body(transaction_id=12345),  # type: ignore[arg-type]
-        unpaid_body(status=[50]),
+        unpaid_body(transaction_id=[12345]),  # type: ignore[arg-type]
+        unpaid_body(transaction_id=None),  # type: ignore[arg-type]
         unpaid_body(transaction_id=""),
-        refund_body(),  # a refund body on the unpaid path lacks invoiceNumber/status
-        json.dumps({"transactionId": "DK1", "transactionStatus": "50"}).encode(),
+        json.dumps({"invoiceNumber": "INV1", "transactionStatus": "50"}).encode(),
     ],
 )
 async def test_bad_bodies_are_400_and_the_callback_is_not_called(body: bytes) -> None:
@@ -384,14 +383,35 @@ async def test_bad_bodies_are_400_and_the_callback_is_not_called(body: bytes) ->
     assert sub[WEBHOOK_CONFIG].rejected == 1
 
 
-async def test_wrong_types_on_the_refund_path_are_400() -> None:
+async def test_an_unusable_transaction_id_on_the_refund_path_is_400() -> None:
     on_refund = Recorder()
     outer, _ = build(on_refund=on_refund)
-    body = json.dumps({"transactionId": 7, "activityCode": "200"}).encode()
+    body = json.dumps({"transactionId": {"id": 7}, "activityCode": "200"}).encode()
     async with running(outer) as client:
         status, payload, _ = await post(client, REFUND_PATH, body)
     assert_rejected(status, payload, 400)
     assert on_refund.calls == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        unpaid_body(transaction_id=12345),  # type: ignore[arg-type]
+        unpaid_body(status=[50]),
+        refund_body(),  # a refund body on the unpaid path: usable, with no status
+        json.dumps({"transactionId": "12345", "transactionStatus": "50"}).encode(),
+    ],
+)
+async def test_other_fields_of_any_type_reach_the_callback(body: bytes) -> None:
+    """The decoding rule: a notification is refused only when unusable (issue 11)."""
+    on_notification = Recorder()
+    outer, _ = build(on_notification=on_notification)
+    async with running(outer) as client:
+        status, payload, _ = await post(client, UNPAID_PATH, body)
+    assert status == 200
+    assert payload["responseCode"] == "00"
+    assert payload["transactionId"] in {"12345", "DK0018353"}
+    assert [n.transaction_id for n in on_notification.calls] == [payload["transactionId"]]
 
 
 async def test_invalid_utf8_body_is_400() -> None:

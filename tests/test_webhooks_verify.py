@@ -164,8 +164,11 @@ def test_explicit_kind_is_honoured() -> None:
     assert type(verify_and_parse(kat_headers(), body, verifier=kat_verifier(), kind="refund")) is (
         RefundNotification
     )
-    with pytest.raises(NotificationParseError):  # no invoiceNumber / transactionStatus
-        verify_and_parse(kat_headers(), body, verifier=kat_verifier(), kind="unpaid")
+    # Read as an Unpaid notification when told so: usable (it has its transaction id), with
+    # no status, which a receiver must then confirm through check status.
+    as_unpaid = verify_and_parse(kat_headers(), body, verifier=kat_verifier(), kind="unpaid")
+    assert type(as_unpaid) is UnpaidNotification
+    assert as_unpaid.status == ""
 
 
 @pytest.mark.parametrize("missing", ["requestId", "agentKey", "signature"])
@@ -478,16 +481,46 @@ def test_unknown_transaction_status_is_tolerated() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "kind", "transaction_id", "status"),
+    [
+        # The decoding rule: only the transaction id is essential; numbers become text and
+        # any other JSON type in another field is tolerated (issue 11).
+        (encode(unpaid(transactionId=18353)), "unpaid", "18353", "50"),
+        (encode(refund(transactionId=18353)), "refund", "18353", "40"),
+        (encode(unpaid(invoiceNumber=None)), "unpaid", "DK0018353", "50"),
+        (encode(unpaid(invoiceNumber=None)), None, "DK0018353", "50"),
+        (encode(unpaid(invoiceNumber={"no": 1})), "unpaid", "DK0018353", "50"),
+        (encode(unpaid(transactionStatus=None)), "unpaid", "DK0018353", ""),
+        (encode(unpaid(transactionStatus=50.5)), "unpaid", "DK0018353", "50.5"),
+        (encode(unpaid(transactionStatus=[50])), "unpaid", "DK0018353", ""),
+        (encode(unpaid(createdTime={"ms": 1})), "unpaid", "DK0018353", "50"),
+        (encode(unpaid(message=[1, 2], activityCode={})), "unpaid", "DK0018353", "50"),
+        (encode(refund(processDate=1705044612000)), "refund", "DK0018353", "40"),
+    ],
+)
+def test_other_fields_of_any_type_are_tolerated(
+    body: bytes, kind: str | None, transaction_id: str, status: str
+) -> None:
+    notification = parse_notification(body, kind)  # type: ignore[arg-type]
+    assert notification.transaction_id == transaction_id
+    assert notification.status == status
+
+
+def test_process_date_as_epoch_millis_is_read() -> None:
+    """DOKU's older KIRIMDOKU page sends ``processDate`` as epoch milliseconds (a number)."""
+    notification = parse_notification(encode(refund(processDate=1705044612000)), "refund")
+    assert notification.processed_at == datetime(2024, 1, 12, 7, 30, 12, tzinfo=UTC)
+    as_text = parse_notification(encode(refund(processDate="1705044612000")), "refund")
+    assert as_text.processed_at == notification.processed_at
+
+
+@pytest.mark.parametrize(
     ("body", "kind"),
     [
-        (encode(unpaid(transactionId=18353)), "unpaid"),
-        (encode(refund(transactionId=18353)), "refund"),
-        (encode(unpaid(invoiceNumber=None)), "unpaid"),
-        (encode(unpaid(invoiceNumber=None)), None),  # told apart by transactionStatus
-        (encode(unpaid(transactionStatus=None)), "unpaid"),
-        (encode(unpaid(transactionStatus=50.5)), "unpaid"),
-        (encode(unpaid(transactionStatus=[50])), "unpaid"),
-        (encode(unpaid(createdTime={"ms": 1})), "unpaid"),
+        (encode(unpaid(transactionId=None)), "unpaid"),
+        (encode(refund(transactionId=[18353])), "refund"),
+        (encode(unpaid(transactionId={"id": "DK1"})), "unpaid"),
+        (encode(unpaid(transactionId=True)), "unpaid"),
         (encode(unpaid(transactionId="")), "unpaid"),
         (encode(refund(transactionId="")), "refund"),
         (encode({"activityCode": "200"}), "refund"),

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 import msgspec
 
@@ -22,14 +23,23 @@ class RequestStruct(
 
 
 class ResponseStruct(msgspec.Struct, rename="camel", kw_only=True):
-    """Base of response bodies received from DOKU."""
+    """Base of response bodies received from DOKU.
+
+    ``__essential__`` names the fields the SDK acts on: only those are decoded strictly; every
+    other field tolerates any JSON value (see ``doku_async._serde.decode_answer``).
+    """
+
+    __essential__: ClassVar[frozenset[str]] = frozenset()
 
 
 class Amount(msgspec.Struct, kw_only=True):
     """A SNAP money amount. ``value`` encodes as a string like ``"200000.00"``."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"value"})
+
     value: Decimal
-    currency: str
+    currency: str = "IDR"
+    """Kirim DOKU moves rupiah only; an answer without a readable currency reads as IDR."""
 
 
 def normalize_code(raw: str | int | None, width: int = 7) -> str:
@@ -44,9 +54,12 @@ def normalize_code(raw: str | int | None, width: int = 7) -> str:
 class SnapResponse(ResponseStruct, kw_only=True):
     """Fields every SNAP answer carries."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"raw_response_code"})
+
     raw_response_code: str | int = msgspec.field(name="responseCode", default="")
     """``responseCode`` as sent (text or number); read :attr:`response_code`."""
     response_message: str = ""
+    """``responseMessage`` as text (a number becomes text, any other type ``""``)."""
 
     @property
     def response_code(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -44,10 +44,14 @@ class TokenRequest(RequestStruct, kw_only=True):
 class TokenResponse(SnapResponse, kw_only=True):
     """B2B token answer. Its repr hides the token."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"access_token", "expires_in"})
+
     access_token: str = ""
     token_type: str = "Bearer"
+    """As sent; never used to build the header (DOKU's fixtures send ``"Bearer "``)."""
     expires_in: int | str = 900
-    additional_info: dict[str, Any] | None = None
+    additional_info: Any = None
+    """Free-form: DOKU sends ``""`` here (a string), sometimes ``null`` or nothing."""
 
     def __repr__(self) -> str:
         return f"TokenResponse(response_code={self.response_code!r}, access_token=***)"
@@ -99,6 +103,10 @@ class AccountInquiryResponseInfo(ResponseStruct, kw_only=True):
 class AccountInquiryResponse(SnapResponse, kw_only=True):
     """Answer of ``bank-account-inquiry``. Pass :attr:`session_id` to ``transfer_bank``."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset(
+        {"reference_no", "partner_reference_no", "session_id", "beneficiary_account_name"}
+    )
+
     reference_no: str | None = None
     partner_reference_no: str | None = None
     beneficiary_account_number: str | None = None
@@ -124,6 +132,8 @@ class BalanceInquiryRequest(RequestStruct, kw_only=True):
 class AccountInfo(ResponseStruct, kw_only=True):
     """One entry of ``accountInfos``; DOKU spells available balance two ways."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"available_balance", "avaliable_balance"})
+
     hold_amount: Amount | None = None
     available_balance: Amount | None = None
     avaliable_balance: Amount | None = None
@@ -145,6 +155,8 @@ class BalanceInquiryResponseInfo(ResponseStruct, kw_only=True):
 
 class BalanceInquiryResponse(SnapResponse, kw_only=True):
     """Answer of ``balance-inquiry``. ``accountInfos`` comes as an object or an array."""
+
+    __essential__: ClassVar[frozenset[str]] = frozenset({"account_infos"})
 
     account_no: str | None = None
     name: str | None = None
@@ -212,6 +224,8 @@ class TransferBankResponseInfo(ResponseStruct, kw_only=True):
 class TransferBankResponse(SnapResponse, kw_only=True):
     """Answer of ``transfer-bank``."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"reference_no", "partner_reference_no"})
+
     reference_no: str | None = None
     partner_reference_no: str | None = None
     transaction_date: str | None = None
@@ -270,6 +284,15 @@ class CheckStatusRequest(RequestStruct, kw_only=True):
 class CheckStatusResponse(SnapResponse, kw_only=True):
     """Answer of the check-status call. Dates stay text: DOKU sends malformed ones."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset(
+        {
+            "original_reference_no",
+            "original_partner_reference_no",
+            "latest_transaction_status",
+            "amount",
+        }
+    )
+
     original_reference_no: str | None = None
     original_partner_reference_no: str | None = None
     service_code: str | int | None = None
@@ -280,7 +303,8 @@ class CheckStatusResponse(SnapResponse, kw_only=True):
     original_response_message: str | None = None
     transaction_status_desc: str | None = None
     session_id: str | None = None
-    additional_info: dict[str, Any] | None = None
+    additional_info: Any = None
+    """Free-form, as sent."""
 
     @property
     def transaction_status(self) -> str:

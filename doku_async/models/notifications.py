@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final
+from typing import ClassVar, Final
 
 import msgspec
 
@@ -24,15 +24,22 @@ _PROCESS_DATE = re.compile(
 )
 
 
-def parse_process_date(text: str | None, *, assume: timezone = _WIB) -> datetime | None:
+def parse_process_date(
+    text: str | int | float | None, *, assume: timezone = _WIB
+) -> datetime | None:
     """Parse DOKU's ``processDate`` in its odd forms (``2024-01-12'T'07:30:12``,
-    ``2024-01-12T07:30:12``, ``2024-01-12 07:30:12``, optional fraction and offset).
+    ``2024-01-12T07:30:12``, ``2024-01-12 07:30:12``, optional fraction and offset), or as
+    epoch milliseconds (a JSON number or its digits, the form of DOKU's older KIRIMDOKU page).
 
     A date without an offset is taken as Jakarta time (WIB, +07:00) unless ``assume`` says
-    otherwise. Returns ``None`` for text it cannot read; never raises.
+    otherwise. Returns ``None`` for a value it cannot read; never raises.
     """
-    if not text:
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return _from_epoch_millis(text)
+    if not text or not isinstance(text, str):
         return None
+    if text.strip().isdigit():
+        return _from_epoch_millis(int(text.strip()))
     match = _PROCESS_DATE.fullmatch(text.strip())
     if match is None:
         return None
@@ -49,6 +56,13 @@ def parse_process_date(text: str | None, *, assume: timezone = _WIB) -> datetime
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz
         )
     except ValueError:
+        return None
+
+
+def _from_epoch_millis(millis: int | float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
         return None
 
 
@@ -75,10 +89,16 @@ class NotificationStatus:
 
 
 class _NotificationBase(msgspec.Struct, rename="camel", kw_only=True):
+    # Only the transaction id is essential: a notification is a trigger, and every other
+    # field may come in any JSON type (see ``doku_async._serde.decode_answer``).
+    __essential__: ClassVar[frozenset[str]] = frozenset({"transaction_id"})
+
     transaction_id: str
     activity_code: str | int | None = None
     message: str | None = None
-    process_date: str | None = None
+    process_date: str | int | float | None = None
+    """As sent: text such as ``2024-01-12'T'07:30:12``, or epoch milliseconds; read
+    :attr:`processed_at`."""
     request_id: str = ""
     """The ``requestId`` header it arrived with (set by the verifier, not the body)."""
     agent_key: str = ""
@@ -97,8 +117,8 @@ class UnpaidNotification(_NotificationBase, kw_only=True):
     refunded (see :class:`NotificationStatus`); numbers are accepted and kept as text.
     """
 
-    invoice_number: str
-    transaction_status: str | int
+    invoice_number: str | None = None
+    transaction_status: str | int | None = None
     send_trx_id: str | None = None
     created_time: str | int | None = None
 
@@ -114,12 +134,7 @@ class UnpaidNotification(_NotificationBase, kw_only=True):
             millis = int(self.created_time) if self.created_time is not None else None
         except ValueError:
             return None
-        if millis is None:
-            return None
-        try:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return None if millis is None else _from_epoch_millis(millis)
 
     @property
     def kind(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final
+from typing import ClassVar, Final
 
 import msgspec
 
@@ -78,6 +78,10 @@ class PayoutLinkStatusRequest(NonSnapRequest, kw_only=True):
 class PayoutLinkData(msgspec.Struct, kw_only=True):
     """``data`` of a Payout Link answer."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset(
+        {"reference_id", "transaction_id", "status", "amount"}
+    )
+
     reference_id: str | None = None
     transaction_id: str | None = None
     status: str | None = None
@@ -98,6 +102,8 @@ class PayoutLinkData(msgspec.Struct, kw_only=True):
 
 class PayoutLinkResponse(NonSnapResponse, kw_only=True):
     """A Payout Link answer (initiate or status)."""
+
+    __essential__: ClassVar[frozenset[str]] = frozenset({"data"})
 
     status: str | None = None
     message: str | None = None

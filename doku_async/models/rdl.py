@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 import msgspec
 
@@ -52,6 +53,8 @@ class RdlDisbursementRequest(NonSnapRequest, kw_only=True):
 class RdlTransactionData(msgspec.Struct, kw_only=True):
     """``transaction`` of an answer."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"id", "status", "amount"})
+
     id: str | None = None
     amount: Decimal | None = None
     description: str | None = None
@@ -62,6 +65,8 @@ class RdlTransactionData(msgspec.Struct, kw_only=True):
 
 class RdlDisbursementResponse(NonSnapResponse, kw_only=True):
     """Answer of an RDL disbursement; the source and destination are echoed as sent."""
+
+    __essential__: ClassVar[frozenset[str]] = frozenset({"transaction"})
 
     transaction: RdlTransactionData | None = None
     source_account: dict[str, str] | None = None

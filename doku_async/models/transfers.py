@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 import msgspec
 
@@ -34,6 +35,8 @@ class TransferCreateRequest(NonSnapRequest, kw_only=True):
 class SubAccountTransferData(msgspec.Struct, kw_only=True):
     """The ``transfer`` object of an answer."""
 
+    __essential__: ClassVar[frozenset[str]] = frozenset({"invoice_number", "status", "amount"})
+
     invoice_number: str | None = None
     origin: str | None = None
     destination: str | None = None
@@ -44,6 +47,8 @@ class SubAccountTransferData(msgspec.Struct, kw_only=True):
 
 class TransferCreateResponse(NonSnapResponse, kw_only=True):
     """Answer of a sub-account transfer."""
+
+    __essential__: ClassVar[frozenset[str]] = frozenset({"transfer"})
 
     transfer: SubAccountTransferData | None = None
 

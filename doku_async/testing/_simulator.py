@@ -43,7 +43,11 @@ from .._signing import (
 from ..webhooks import sign_kirim_notification
 from ._faults import Fault, FaultKind, FaultPlan
 
+ANSWER_SHAPES = ("docs", "sandbox", "mixed")
+"""The answer shapes :class:`DokuSimulator` can speak (its ``shapes`` setting)."""
+
 __all__ = [
+    "ANSWER_SHAPES",
     "DeliveredNotification",
     "DokuSimulator",
     "RecordedRequest",
@@ -191,6 +195,14 @@ class DokuSimulator:
             clock, in seconds.
         sign_responses: sign Non-SNAP answers.
         payout_link_scheme: ``"sha256"`` or ``"sha512"`` for Payout Link signatures.
+        shapes: which of DOKU's known answer shapes to speak (see :data:`ANSWER_SHAPES`):
+            ``"docs"`` (the default) as DOKU's Kirim DOKU page shows them: ``responseCode`` a
+            JSON number, ``accountInfos`` an object with the misspelled ``avaliableBalance``;
+            ``"sandbox"`` as the live sandbox answers: codes as text, ``accountInfos`` an array
+            with ``availableBalance``; ``"mixed"`` alternates between the two, answer by answer.
+            In every variant the token answer's ``additionalInfo`` is ``""``, check status
+            sends ``serviceCode`` ``43`` and ``originalResponseCode`` ``0`` as numbers and a
+            malformed ``transactionDate``, and a transfer's ``additionalInfo.amount`` is text.
     """
 
     def __init__(
@@ -209,7 +221,12 @@ class DokuSimulator:
         max_clock_skew: float = 300.0,
         sign_responses: bool = True,
         payout_link_scheme: str = "sha256",
+        shapes: str = "docs",
     ) -> None:
+        if shapes not in ANSWER_SHAPES:
+            raise ValueError(f"shapes must be one of {', '.join(ANSWER_SHAPES)}, not {shapes!r}")
+        self.shapes = shapes
+        self._shape_turn = 0
         self.credentials = credentials or SimulatorCredentials.generate()
         self.host = host
         self.port = port
@@ -391,6 +408,18 @@ class DokuSimulator:
     def _iso_now(self) -> str:
         return format_timestamp("utc", self._now())
 
+    def _docs_shape(self) -> bool:
+        """Whether this answer takes the docs' shape (``False``: the live sandbox's)."""
+        if self.shapes == "mixed":
+            self._shape_turn += 1
+            return self._shape_turn % 2 == 1
+        return self.shapes == "docs"
+
+    def _success_code(self, service: str, docs: bool) -> int | str:
+        """``200xx00``: a JSON number in DOKU's Kirim examples, text on the sandbox."""
+        code = f"200{service}00"
+        return int(code) if docs else code
+
     def _next(self, prefix: str, width: int = 10) -> str:
         self._seq += 1
         return f"{prefix}{self._seq:0{width}d}"
@@ -527,7 +556,7 @@ class DokuSimulator:
                     "accessToken": token,
                     "tokenType": "Bearer",
                     "expiresIn": max(1, math.ceil(self.token_ttl)),
-                    "additionalInfo": {},
+                    "additionalInfo": "",  # a string, as DOKU's SDKs' token DTOs type it
                 },
             )
 
@@ -600,10 +629,24 @@ class DokuSimulator:
         session_id = self._next("I", 16)
         self._sessions[session_id] = False
         value = _money(amount["value"], service)
+        docs = self._docs_shape()
+        extra: dict[str, Any] = (
+            {
+                "senderCountryCode": info["senderCountryCode"],
+                "forexRate": "1.00",
+                "forexOriginCurrency": "IDR",
+                "feeAmount": "4500.00",
+                "feeCurrency": "IDR",
+                "beneficiaryAmount": f"{value}",
+                "referenceNumber": str(uuid.uuid4()),
+            }
+            if docs
+            else {"forex": {}, "fee": {}}
+        )
         return _Reply(
             200,
             {
-                "responseCode": int(f"200{service}00"),  # a number, as DOKU's sample sends
+                "responseCode": self._success_code(service, docs),
                 "responseMessage": "Successful",
                 "referenceNo": session_id,
                 "partnerReferenceNo": body.get("partnerReferenceNo", ""),
@@ -614,15 +657,7 @@ class DokuSimulator:
                 "beneficiaryBankName": f"Bank {info['beneficiaryBankCode']}",
                 "amount": {"value": f"{value}", "currency": amount["currency"]},
                 "sessionId": session_id,
-                "additionalInfo": {
-                    "senderCountryCode": info["senderCountryCode"],
-                    "forexRate": "1.00",
-                    "forexOriginCurrency": "IDR",
-                    "feeAmount": "4500.00",
-                    "feeCurrency": "IDR",
-                    "beneficiaryAmount": f"{value}",
-                    "referenceNumber": str(uuid.uuid4()),
-                },
+                "additionalInfo": extra,
             },
         )
 
@@ -632,22 +667,20 @@ class DokuSimulator:
             raise _snap_error(400, service, "02", "Invalid Mandatory Field accountNo")
         if account not in self.balances:
             raise _snap_error(404, service, "11", "Invalid Account")
+        docs = self._docs_shape()
+        available = {"value": f"{self.balances[account]}", "currency": "IDR"}
+        hold = {"value": "0.00", "currency": "IDR"}
         return _Reply(
             200,
             {
-                "responseCode": f"200{service}00",
+                "responseCode": self._success_code(service, docs),
                 "responseMessage": "Successful",
                 "accountNo": account,
                 "name": "Simulator Indo Agent",
-                "accountInfos": [  # the sandbox's array shape
-                    {
-                        "holdAmount": {"value": "0.00", "currency": "IDR"},
-                        "availableBalance": {
-                            "value": f"{self.balances[account]}",
-                            "currency": "IDR",
-                        },
-                    }
-                ],
+                # The docs: one object, "avaliableBalance" (sic); the sandbox: an array.
+                "accountInfos": {"holdAmount": hold, "avaliableBalance": available}
+                if docs
+                else [{"holdAmount": hold, "availableBalance": available}],
                 "additionalInfo": {"creditAlertLimit": {"value": "65000.00", "currency": "IDR"}},
             },
         )
@@ -707,7 +740,7 @@ class DokuSimulator:
         return _Reply(
             200,
             {
-                "responseCode": f"200{service}00",
+                "responseCode": self._success_code(service, self._docs_shape()),
                 "responseMessage": "Successful",
                 "referenceNo": transfer.reference_no,
                 "partnerReferenceNo": reference,
@@ -732,7 +765,7 @@ class DokuSimulator:
             return _Reply(
                 200,
                 {
-                    "responseCode": f"200{service}00",
+                    "responseCode": self._success_code(service, self._docs_shape()),
                     "responseMessage": "Successful",
                     "originalPartnerReferenceNo": reference,
                     "serviceCode": 43,
@@ -749,7 +782,7 @@ class DokuSimulator:
         return _Reply(
             200,
             {
-                "responseCode": f"200{service}00",
+                "responseCode": self._success_code(service, self._docs_shape()),
                 "responseMessage": "Successful",
                 "originalReferenceNo": transfer.reference_no,
                 "originalPartnerReferenceNo": reference,

@@ -22,9 +22,17 @@ from ..models.notifications import (
 )
 from ._app import BACKGROUND_TASKS, WEBHOOK_CONFIG, WebhookConfig, create_webhook_app
 from ._dedup import DedupStore, MemoryDedupStore
+from ._snap_inbound import (
+    SnapInbound,
+    SnapNotificationVerifier,
+    SnapSignatureMode,
+    SnapTokenRequestError,
+    SnapTokenStore,
+)
 from ._verify import (
     AesSignatureVerifier,
     NotificationParseError,
+    NotificationRequestVerifier,
     NotificationVerifier,
     WebhookVerificationError,
     parse_notification,
@@ -40,9 +48,15 @@ __all__ = [
     "MemoryDedupStore",
     "Notification",
     "NotificationParseError",
+    "NotificationRequestVerifier",
     "NotificationStatus",
     "NotificationVerifier",
     "RefundNotification",
+    "SnapInbound",
+    "SnapNotificationVerifier",
+    "SnapSignatureMode",
+    "SnapTokenRequestError",
+    "SnapTokenStore",
     "UnpaidNotification",
     "WebhookConfig",
     "WebhookVerificationError",

@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .._exceptions import ConfigurationError
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
+from ._snap_inbound import SnapInbound
 from ._verify import (
     AesSignatureVerifier,
     NotificationKind,
@@ -141,7 +142,14 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             cfg.rejected += 1
             return _reject(413, f"body larger than {cfg.max_body_size} bytes")
         try:
-            notification = verify_and_parse(request.headers, body, verifier=cfg.verifier, kind=kind)
+            notification = verify_and_parse(
+                request.headers,
+                body,
+                verifier=cfg.verifier,
+                kind=kind,
+                method=request.method,
+                path=request.rel_url.raw_path,
+            )
         except WebhookVerificationError as exc:
             cfg.rejected += 1
             log.warning("rejected %s notification: %s", kind, exc.message)
@@ -268,6 +276,7 @@ def create_webhook_app(
     dedup_ttl: float = DEFAULT_TTL,
     max_body_size: int = 64 * 1024,
     drain_timeout: float = 30.0,
+    snap_inbound: SnapInbound | None = None,
 ) -> web.Application:
     """An ``aiohttp`` application receiving Kirim DOKU notifications.
 
@@ -291,6 +300,9 @@ def create_webhook_app(
         dedup_ttl: how long to remember them (48 hours by default).
         max_body_size: larger bodies get 413.
         drain_timeout: how long shutdown waits for ``ack_first`` callbacks.
+        snap_inbound: adds the SNAP token route DOKU calls before SNAP-style notifications
+            (``POST /access-token/b2b`` by default, see :class:`SnapInbound`); pair it with
+            ``verifier=snap_inbound.notification_verifier(...)``.
     """
     if verifier is None:
         if agent_key is None or encryption_keys is None:
@@ -313,4 +325,6 @@ def create_webhook_app(
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_route("*", unpaid_path, _handler("unpaid"))
     app.router.add_route("*", refund_path, _handler("refund"))
+    if snap_inbound is not None:
+        app.router.add_route("*", snap_inbound.path, snap_inbound.handle)
     return app

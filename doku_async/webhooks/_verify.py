@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from .. import _serde
 from .._exceptions import ConfigurationError, DokuError, SignatureVerificationError
 from .._signing import AesKey, kirim_notification_signature
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
@@ -16,6 +17,7 @@ from ..models.notifications import Notification, RefundNotification, UnpaidNotif
 __all__ = [
     "AesSignatureVerifier",
     "NotificationParseError",
+    "NotificationRequestVerifier",
     "NotificationVerifier",
     "WebhookVerificationError",
     "parse_notification",
@@ -25,8 +27,6 @@ __all__ = [
 
 NotificationKind = Literal["unpaid", "refund"]
 
-_unpaid_decoder = msgspec.json.Decoder(UnpaidNotification)
-_refund_decoder = msgspec.json.Decoder(RefundNotification)
 _MAX_HEADER = 512
 
 
@@ -62,6 +62,20 @@ class NotificationVerifier(Protocol):
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
         """Authenticate one notification."""
+        ...
+
+
+class NotificationRequestVerifier(NotificationVerifier, Protocol):
+    """A verifier whose scheme also covers the request method and path (SNAP inbound).
+
+    :func:`verify_and_parse` (and the webhook app) call :meth:`verify_request` instead of
+    ``verify`` when they know the method and path.
+    """
+
+    def verify_request(
+        self, headers: Mapping[str, str], body: bytes, *, method: str, path: str
+    ) -> tuple[str, str]:
+        """Authenticate one notification sent with ``method`` to ``path`` (no query string)."""
         ...
 
 
@@ -115,9 +129,9 @@ def parse_notification(body: bytes, kind: NotificationKind | None = None) -> Not
     (an Unpaid notification carries ``transactionStatus``)."""
     if kind is None:
         kind = "unpaid" if b"transactionStatus" in body else "refund"
-    decoder = _unpaid_decoder if kind == "unpaid" else _refund_decoder
+    model: type[Notification] = UnpaidNotification if kind == "unpaid" else RefundNotification
     try:
-        notification: Notification = decoder.decode(body)
+        notification: Notification = _serde.decode_answer(model, body)
     except msgspec.ValidationError as exc:
         raise NotificationParseError(f"invalid {kind} notification: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -136,14 +150,24 @@ def verify_and_parse(
     *,
     verifier: NotificationVerifier,
     kind: NotificationKind | None = None,
+    method: str = "POST",
+    path: str | None = None,
 ) -> Notification:
     """Verify a notification's headers, then parse its body.
+
+    Give ``path`` (the request path, no query string) and ``method`` for verifiers that sign
+    them (:class:`NotificationRequestVerifier`); other verifiers ignore them.
 
     Raises:
         WebhookVerificationError: missing, malformed or wrong headers (answer 401).
         NotificationParseError: a body that is not a valid notification (answer 400).
     """
-    request_id, agent_key = verifier.verify(headers, body)
+    # getattr, not isinstance: a runtime Protocol check costs more than the AES verification.
+    verify_request = None if path is None else getattr(verifier, "verify_request", None)
+    if verify_request is not None:
+        request_id, agent_key = verify_request(headers, body, method=method, path=path)
+    else:
+        request_id, agent_key = verifier.verify(headers, body)
     notification = parse_notification(body, kind)
     notification.request_id = request_id
     notification.agent_key = agent_key
