@@ -9,6 +9,7 @@ Quick start::
         result = await doku.kirim.transfer_bank(..., session_id=inquiry.session_id)
 """
 
+from ._banks import BankCodes
 from ._client import DokuClient
 from ._config import KirimPaths, Timeouts
 from ._exceptions import (
@@ -33,7 +34,9 @@ from ._exceptions import (
     TransferFailedError,
     TransferOutcomeUnknownError,
 )
+from ._names import NameCheck, NameCheckMode, names_match
 from ._retry import RetryPolicy
+from ._states import PayoutState
 from ._version import __version__
 from .models import (
     AccountInquiryResponse,
@@ -54,6 +57,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BalanceInquiryResponse",
+    "BankCodes",
     "BusinessRejectionError",
     "CheckStatusResponse",
     "ConfigurationError",
@@ -67,8 +71,11 @@ __all__ = [
     "InsufficientFundsError",
     "InvalidAccountError",
     "KirimPaths",
+    "NameCheck",
+    "NameCheckMode",
     "PayoutLinkResponse",
     "PayoutLinkStatus",
+    "PayoutState",
     "RateLimitError",
     "RdlDisbursementResponse",
     "RequestValidationError",
@@ -85,4 +92,5 @@ __all__ = [
     "TransferOutcomeUnknownError",
     "TransferResult",
     "__version__",
+    "names_match",
 ]

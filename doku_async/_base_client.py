@@ -52,6 +52,7 @@ from ._signing import (
     snap_string_to_sign,
     token_signature,
 )
+from ._states import PayoutState
 from ._tokens import TokenCache
 from ._transport import RawResponse, Transport
 from .models._base import SnapResponse
@@ -507,11 +508,16 @@ class SnapRequester:
         amount: Decimal,
         response_type: type[R],
         external_id: str | None = None,
+        confirm: bool = True,
     ) -> tuple[str, R | None, CheckStatusResponse | None, str, bool]:
         """Send a transfer under the money rule.
 
-        Returns ``(status, transfer answer, check-status answer, external id, resent)``; raises a
-        typed error when nothing was paid, or :class:`TransferOutcomeUnknownError`.
+        Returns ``(state, transfer answer, check-status answer, external id, resent)``, the state
+        a :class:`~doku_async.PayoutState`: ``accepted`` (DOKU's ``2004300``, not confirmed),
+        ``pending``, ``succeeded`` or ``refunded``. With ``confirm``, an accepted transfer is
+        followed by one check status. Raises :class:`TransferFailedError` when DOKU says failed
+        or canceled (nothing paid), another typed error when it was rejected (nothing paid), or
+        :class:`TransferOutcomeUnknownError`.
         """
         deadline = self.deadline()
         body_hash = body_sha256_hex(body)
@@ -557,15 +563,27 @@ class SnapRequester:
             else:
                 disposition = answer.disposition
                 if disposition is Disposition.SUCCESS and answer.decoded is not None:
-                    return "success", answer.decoded, None, external_id, resent  # type: ignore[return-value]
+                    accepted: R = answer.decoded  # type: ignore[assignment]
+                    if not confirm:
+                        return PayoutState.ACCEPTED, accepted, None, external_id, resent
+                    found = await self._settle(
+                        check_op, partner_reference_no, external_id, deadline, refs
+                    )
+                    if found is None or found.transaction_status == TransactionStatus.NOT_FOUND:
+                        # Accepted; DOKU's confirmation is not (yet) to be had: say no more.
+                        return PayoutState.ACCEPTED, accepted, None, external_id, resent
+                    state = self._state_of(found, refs, amount, partner_reference_no)
+                    return state, accepted, found, external_id, resent
                 error = answer.error(refs)
                 status = split_code(answer.raw.status, answer.code)[0]
                 if status == 429:
-                    # Rejected before processing: wait, then the same references again.
+                    # Rejected before processing: wait, then the same partnerReferenceNo under
+                    # a fresh X-EXTERNAL-ID (DOKU may answer 409xx00 to a reused one).
                     retry_after = error.retry_after if isinstance(error, RateLimitError) else None
                     if await self.backoff_or_give_up(
                         sends, self._retry.max_attempts, deadline, retry_after
                     ):
+                        external_id = refs["X-EXTERNAL-ID"] = new_external_id()
                         continue
                     raise give_up(error)
                 if disposition in (Disposition.FINAL, Disposition.TOKEN) or (
@@ -599,8 +617,11 @@ class SnapRequester:
                         last_error=unclear,
                     )
                 if not resent:
+                    # DOKU does not know the transfer: send it again under the same
+                    # partnerReferenceNo (DOKU's idempotency key) and a fresh X-EXTERNAL-ID.
                     resent = True
                     earlier = unclear
+                    external_id = refs["X-EXTERNAL-ID"] = new_external_id()
                     continue
                 raise TransferOutcomeUnknownError(
                     f"{_TRANSFER_UNCLEAR}: DOKU does not find it even after one resend with the "
@@ -608,38 +629,48 @@ class SnapRequester:
                     references=refs,
                     last_error=unclear,
                 )
-            if found.amount is not None and found.amount.value != amount:
-                # partnerReferenceNo is unique at DOKU: this one belongs to another transfer,
-                # so ours was not made and never can be under this reference.
-                raise DuplicateRequestError(
-                    "partnerReferenceNo already belongs to another transfer "
-                    f"(of {found.amount.value}, not {amount}); nothing was paid for this call",
-                    http_status=200,
-                    response_code=found.response_code,
-                    response_message=found.transaction_status_desc or found.response_message,
+            if PayoutState.from_check_status(status_code) is None:
+                raise TransferOutcomeUnknownError(
+                    f"{_TRANSFER_UNCLEAR}: check status answered an undocumented status "
+                    f"{status_code!r}",
                     references=refs,
-                    details=found,
+                    last_error=unclear,
                 )
-            if status_code == TransactionStatus.SUCCESS:
-                return "success", None, found, external_id, resent
-            if status_code in TransactionStatus.IN_PROGRESS:
-                return "pending", None, found, external_id, resent
-            if status_code in TransactionStatus.UNSUCCESSFUL:
-                raise TransferFailedError(
-                    f"check status reports the transfer {found.status_description}",
-                    transaction_status=status_code,
-                    http_status=200,
-                    response_code=found.response_code,
-                    response_message=found.transaction_status_desc or found.response_message,
-                    references=refs,
-                    details=found,
-                )
-            raise TransferOutcomeUnknownError(
-                f"{_TRANSFER_UNCLEAR}: check status answered an undocumented status "
-                f"{status_code!r}",
-                references=refs,
-                last_error=unclear,
+            state = self._state_of(found, refs, amount, partner_reference_no)
+            return state, None, found, external_id, resent
+
+    @staticmethod
+    def _state_of(
+        found: CheckStatusResponse,
+        refs: Mapping[str, str],
+        amount: Decimal,
+        partner_reference_no: str,
+    ) -> str:
+        """The payout state check status gives a transfer; raises when DOKU says failed."""
+        if found.amount is not None and found.amount.value != amount:
+            # DOKU's record of this reference is what counts: a reference it reports paid
+            # is paid, whatever the amount (check status may report the amount with a fee,
+            # or the reference was used before for another amount). Flag it loudly.
+            log.warning(
+                "check status reports %s for partnerReferenceNo %s, which was sent for %s: "
+                "DOKU's status for this reference stands; reconcile the difference",
+                found.amount.value,
+                partner_reference_no,
+                amount,
             )
+        code = found.transaction_status
+        state = PayoutState.from_check_status(code) or PayoutState.ACCEPTED
+        if state == PayoutState.FAILED:
+            raise TransferFailedError(
+                f"check status reports the transfer {found.status_description}; nothing paid",
+                transaction_status=code,
+                http_status=200,
+                response_code=found.response_code,
+                response_message=found.transaction_status_desc or found.response_message,
+                references=refs,
+                details=found,
+            )
+        return state
 
     async def _settle(
         self,
@@ -658,26 +689,54 @@ class SnapRequester:
             )
         )
         try:
-            found = await self.read(
+            found = await self.check_status(
                 check_op,
                 body,
-                CheckStatusResponse,
-                references={"originalPartnerReferenceNo": partner_reference_no},
+                partner_reference_no,
                 deadline=deadline,
                 max_attempts=self._retry.status_checks,
             )
-        except DokuAPIError as exc:
-            if exc.response_code[:3] == "404" and exc.case_code == "01":  # not found
-                return CheckStatusResponse(
-                    raw_response_code=exc.response_code,
-                    latest_transaction_status=TransactionStatus.NOT_FOUND,
-                )
-            return None
         except DokuError:
             return None
         if not found.transaction_status:
             return None
         return found
+
+    async def check_status(
+        self,
+        check_op: SnapOperation,
+        body: bytes,
+        partner_reference_no: str,
+        *,
+        deadline: float | None = None,
+        max_attempts: int | None = None,
+    ) -> CheckStatusResponse:
+        """Ask check status, the one place that gives its answers their meaning.
+
+        DOKU says "not found" two ways: ``latestTransactionStatus`` ``07`` in a success
+        answer, or a ``404xx01`` error answer ("Transaction Not Found"). Both come back as a
+        :class:`CheckStatusResponse` whose ``transaction_status`` is ``"07"`` (the error's
+        code kept in ``response_code``), so the client, the money rule and the bulk runner's
+        resume read "not found" the same way. Every other error is raised.
+        """
+        try:
+            return await self.read(
+                check_op,
+                body,
+                CheckStatusResponse,
+                references={"originalPartnerReferenceNo": partner_reference_no},
+                deadline=deadline,
+                max_attempts=max_attempts,
+            )
+        except DokuAPIError as exc:
+            if exc.response_code[:3] == "404" and exc.case_code == "01":
+                return CheckStatusResponse(
+                    raw_response_code=exc.response_code,
+                    response_message=exc.response_message,
+                    original_partner_reference_no=partner_reference_no,
+                    latest_transaction_status=TransactionStatus.NOT_FOUND,
+                )
+            raise
 
 
 def build_result(
@@ -687,9 +746,11 @@ def build_result(
     partner_reference_no: str,
     external_id: str,
     resent: bool,
+    amount: Decimal | None = None,
 ) -> TransferResult:
     """Assemble the :class:`TransferResult` of a settled transfer."""
     resp = response if isinstance(response, TransferBankResponse) else None
+    reported = found.amount.value if found is not None and found.amount is not None else None
     reference_no = (
         resp.reference_no if resp is not None else (found.original_reference_no if found else None)
     )
@@ -702,4 +763,5 @@ def build_result(
         response=resp,
         status_response=found,
         resent=resent,
+        reported_amount=reported if reported is not None and reported != amount else None,
     )

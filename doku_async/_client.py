@@ -14,10 +14,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from . import _constants as C
+from ._banks import BankCodes
 from ._base_client import SnapOperation, SnapRequester
 from ._config import KirimPaths, Timeouts
 from ._exceptions import ConfigurationError
-from ._nonsnap import NonSnapOperation, NonSnapRequester, ResponseSignatureMode
+from ._nonsnap import (
+    RESPONSE_SIGNATURE_MODES,
+    NonSnapOperation,
+    NonSnapRequester,
+    ResponseSignatureMode,
+)
 from ._retry import RetryPolicy
 from ._signing import HmacKey, NonSnapAlgorithm, TimestampFormat, load_private_key
 from ._transport import Transport
@@ -61,8 +67,16 @@ class DokuClient:
         check_status_service_code: ``serviceCode`` sent to check status, ``"43"`` by default.
         payout_link_signature: Payout Link's signature digest, ``"sha256"`` (the Non-SNAP
             scheme, default) or ``"sha512"`` (the variant its page names; unconfirmed).
-        response_signatures: Non-SNAP answer verification: ``"required"``, ``"if_present"``
-            (default) or ``"off"``.
+        response_signatures: Non-SNAP answer verification: ``"money_required"`` (default:
+            answers to money-moving calls must be signed; status reads are verified when
+            signed), ``"required"``, ``"if_present"`` (the escape hatch for an account whose
+            answers come unsigned: verified when signed, accepted when not) or ``"off"``.
+        confirm_transfers: follow each ``2004300`` ("accepted") transfer answer with one check
+            status, so ``TransferResult.status`` is ``"succeeded"`` only for a payout DOKU
+            confirmed (default on; ``transfer_bank(confirm=...)`` overrides it per call).
+        bank_codes: the bank codes ``beneficiary_bank_code`` may take, checked before any I/O;
+            :meth:`BankCodes.default` when omitted. Extend it with
+            ``BankCodes.default().with_extra({"999": "My bank"})``. Names: ``name_of(code)``.
         token_refresh_margin: refresh the token this many seconds before it expires. For the
             first half of the margin calls keep using the current token while one refresh runs
             in the background; after that they wait for the new one.
@@ -90,7 +104,9 @@ class DokuClient:
         retry: RetryPolicy | None = None,
         check_status_service_code: str = C.SERVICE_TRANSFER_BANK,
         payout_link_signature: NonSnapAlgorithm = "sha256",
-        response_signatures: ResponseSignatureMode = "if_present",
+        response_signatures: ResponseSignatureMode = "money_required",
+        confirm_transfers: bool = True,
+        bank_codes: BankCodes | None = None,
         token_refresh_margin: float = C.DEFAULT_TOKEN_REFRESH_MARGIN,
         session: aiohttp.ClientSession | None = None,
         pool_size: int = C.DEFAULT_POOL_SIZE,
@@ -120,9 +136,9 @@ class DokuClient:
                 raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
         if payout_link_signature not in ("sha256", "sha512"):
             raise ConfigurationError("payout_link_signature: must be 'sha256' or 'sha512'")
-        if response_signatures not in ("required", "if_present", "off"):
+        if response_signatures not in RESPONSE_SIGNATURE_MODES:
             raise ConfigurationError(
-                "response_signatures: must be 'required', 'if_present' or 'off'"
+                f"response_signatures: must be one of {', '.join(RESPONSE_SIGNATURE_MODES)}"
             )
         for name, value in (("client_id", client_id), ("channel_id", channel_id)):
             if not value or not all("!" <= c <= "~" for c in value):
@@ -140,6 +156,11 @@ class DokuClient:
         self.request_timestamp_format: TimestampFormat = request_timestamp_format
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
+        self.confirm_transfers = bool(confirm_transfers)
+        if bank_codes is not None and not isinstance(bank_codes, BankCodes):
+            raise ConfigurationError("bank_codes: must be a BankCodes, e.g. BankCodes.default()")
+        self.bank_codes: BankCodes = BankCodes.default() if bank_codes is None else bank_codes
+        """The bank-code table: validation and ``bank_codes.name_of(code)`` for display."""
         self.check_status_service_code = check_status_service_code
         self._secret = HmacKey(client_secret, "sha512")
         self._private_key = None if private_key is None else load_private_key(private_key)

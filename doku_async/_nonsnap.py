@@ -41,9 +41,11 @@ log = logging.getLogger("doku_async")
 
 N = TypeVar("N", bound=NonSnapResponse)
 
-ResponseSignatureMode = Literal["required", "if_present", "off"]
-"""How Non-SNAP answers are verified: ``"required"`` (an unsigned answer is an error),
-``"if_present"`` (verify when signed; the default), ``"off"``."""
+ResponseSignatureMode = Literal["money_required", "required", "if_present", "off"]
+"""How Non-SNAP answers are verified: ``"money_required"`` (the default: the answer to a
+money-moving call must be signed, a status read is verified when signed), ``"required"``
+(every answer must be signed), ``"if_present"`` (verify when signed), ``"off"``."""
+RESPONSE_SIGNATURE_MODES: tuple[str, ...] = ("money_required", "required", "if_present", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,9 @@ class NonSnapRequester:
             return
         signature = raw.headers.get("Signature")
         if signature is None:
-            if self._mode == "required":
+            if self._mode == "required" or (self._mode == "money_required" and op.money_moving):
+                # An unsigned answer to a money-moving call could be anyone's: it is not
+                # taken as DOKU's (response_signatures="if_present" accepts it).
                 raise SignatureVerificationError(
                     f"DOKU's answer to {op.path} is not signed", references=refs
                 )
@@ -146,6 +150,9 @@ class NonSnapRequester:
     ) -> N:
         """Run one operation to a definite answer, or raise a typed error.
 
+        ``resolve`` asks the product's status call: it returns the result, ``None`` when DOKU
+        says there is none, and raises when it cannot tell. A 409 without this request's
+        result is settled through it (a reference DOKU knows is never "nothing paid").
         ``matches`` tells whether a replayed (409) or status-resolved result is this request's
         (same key and amount); one that is not is never returned as ours.
         Once an attempt of a money-moving call may have reached DOKU, no later answer is
@@ -213,10 +220,12 @@ class NonSnapRequester:
                             references=refs,
                         )
                     else:
-                        # DOKU's answer for this Request-Id, replayed: had an earlier attempt
-                        # paid, the replay would carry that result. So this one is definite.
+                        # 409 without this request's result: the Request-Id or the reference
+                        # is already known to DOKU, maybe from this very operation (an earlier
+                        # attempt whose answer was lost, or an earlier run). A reference DOKU
+                        # knows is never "nothing paid": settle it through the status call.
                         error = self._error(raw, refs)
-                        raise DuplicateRequestError(
+                        last = DuplicateRequestError(
                             "DOKU answered 409 without this request's result: the Request-Id "
                             f"or the reference was already used ({error.response_message})",
                             http_status=409,
@@ -225,6 +234,9 @@ class NonSnapRequester:
                             references=error.references,
                             details=error.details,
                         )
+                        if not (op.money_moving and resolve is not None):
+                            raise last  # no status call to settle it with
+                        maybe_sent = True
                     final = True
                     break
                 error = self._error(raw, refs)
@@ -243,15 +255,21 @@ class NonSnapRequester:
         if not (op.money_moving and maybe_sent):
             raise last
         if resolve is not None:
+            asked = True  # ``resolve`` answers None only when DOKU says there is no result
             try:
                 found = await resolve()
             except DokuError:
-                found = None
+                found, asked = None, False
             if found is not None and (matches is None or matches(found)):
                 found.request_id = request_id
                 found.replayed = False
                 found.resolved_by_status = True
                 return found
+            if asked and isinstance(last, DuplicateRequestError):
+                # The status call finds the reference with other details (it belongs to
+                # another payout), or does not find it (the 409 was about the Request-Id):
+                # either way this request's details were never paid under it.
+                raise last
         earlier = " (an earlier attempt may have reached DOKU)" if final else ""
         raise TransferOutcomeUnknownError(
             f"the outcome of {op.name} is unclear after {attempt_no} attempt(s) with the same "

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from decimal import Context, Decimal, InvalidOperation
 
+from ._banks import BankCodes
 from ._exceptions import RequestValidationError
 
-__all__ = ["amount", "digits", "optional_text", "phone", "text"]
+__all__ = ["amount", "bank_code", "digits", "optional_text", "phone", "text"]
 
 _PHONE = re.compile(r"62[0-9]{7,12}")
 _TWO_PLACES = Decimal("0.01")
@@ -64,6 +65,26 @@ def digits(field: str, value: object, *, max_len: int, min_len: int = 1) -> str:
     checked = text(field, value, max_len=max_len, min_len=min_len)
     if not (checked.isascii() and checked.isdigit()):
         raise RequestValidationError(field, "may contain only digits 0-9")
+    return checked
+
+
+def bank_code(field: str, value: object, codes: BankCodes) -> str:
+    """A three-digit bank code that ``codes`` knows, e.g. ``"014"``.
+
+    Both messages name the code (digits only, at most 8, so never sensitive) and the unknown
+    one says how to extend the table.
+    """
+    checked = digits(field, value, max_len=8)
+    if len(checked) != 3:
+        raise RequestValidationError(
+            field, f"must be a three-digit bank code such as '014', not {checked!r}"
+        )
+    if not codes.is_known(checked):
+        raise RequestValidationError(
+            field,
+            f"unknown bank code {checked!r}; if DOKU accepts it, add it with "
+            f"DokuClient(bank_codes=BankCodes.default().with_extra({{{checked!r}: 'Bank name'}}))",
+        )
     return checked
 
 

@@ -216,7 +216,9 @@ async def test_mixed_outcomes_counts_amounts_progress_and_exit_code(
 
     assert summary.counts == {
         "succeeded": 285,
+        "accepted": 0,
         "failed": 15,
+        "refunded": 0,
         "pending": 0,
         "unknown": 0,
         "skipped": 0,
@@ -521,7 +523,9 @@ async def test_check_balance_on_a_resumed_run_counts_only_what_is_left(
             journal.close()
         assert summary.counts == {
             "succeeded": 1,
+            "accepted": 0,
             "failed": 0,
+            "refunded": 0,
             "pending": 0,
             "unknown": 0,
             "skipped": 4,

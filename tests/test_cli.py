@@ -274,7 +274,7 @@ async def test_run_resume_and_status_end_to_end(sim: DokuSimulator, tmp_path: Pa
     assert status.returncode == 0, status
     transfer = sim.transfers[refs[2]]
     assert (
-        f"journal: succeeded code=2004300 external_id={transfer.external_id} "
+        f"journal: succeeded code=00 external_id={transfer.external_id} "
         f"reference_no={transfer.reference_no}"
     ) in status.stdout
     assert "DOKU: 00 (" in status.stdout

@@ -139,10 +139,12 @@ async def test_four_operations_end_to_end(keypair: tuple[bytes, bytes], family: 
             beneficiary_account_name="FHILEA HERMANUS",
             remark="e2e",
         )
-        assert result.status == "success"
+        assert result.status == "succeeded"
         assert result.succeeded
         assert result.resent is False
-        assert result.status_response is None  # settled by the transfer's own answer
+        # Accepted by the transfer's own answer, confirmed paid by one check status.
+        assert result.status_response is not None
+        assert result.transaction_status == "00"
         assert result.response is not None
         assert result.response.response_code == "2004300"
         assert result.partner_reference_no == "pay-e2e-1"
@@ -172,11 +174,12 @@ async def test_four_operations_end_to_end(keypair: tuple[bytes, bytes], family: 
         family + OP_SUFFIXES["balance_inquiry"],
         family + OP_SUFFIXES["account_inquiry"],
         family + OP_SUFFIXES["transfer_bank"],
+        family + OP_SUFFIXES["check_status"],  # transfer_bank's confirmation
         family + OP_SUFFIXES["check_status"],
         family + OP_SUFFIXES["balance_inquiry"],
     ]
     assert [call.path for call in fake.calls] == expected_paths
-    assert [call.status for call in fake.calls] == [200] * 6
+    assert [call.status for call in fake.calls] == [200] * 7
     assert fake.token_requests == 1  # one token for the whole flow
 
     # The transfer body went out minified, with the session id and amount as a string.
@@ -212,13 +215,14 @@ async def test_base_url_with_path_prefix_is_signed(keypair: tuple[bytes, bytes])
         )
         status = await client.kirim.check_status(original_partner_reference_no="pay-gw")
     assert balance.response_code == "2001100"
-    assert result.status == "success"
+    assert result.status == "succeeded"
     assert status.transaction_status == "00"
     assert [call.path for call in fake.calls] == [
         "/gw" + TOKEN_PATH,
         "/gw/v1.0/balance-inquiry",
         "/gw/v1.0/emoney/bank-account-inquiry",
         "/gw/v1.0/emoney/transfer-bank",
+        "/gw/v1.0/qr/qr-mpm-status",  # transfer_bank's confirmation
         "/gw/v1.0/qr/qr-mpm-status",
     ]
     assert all(call.status == 200 for call in fake.calls)
@@ -243,14 +247,14 @@ async def test_default_headers(keypair: tuple[bytes, bytes]) -> None:
         )
         await client.kirim.check_status(original_partner_reference_no="pay-h")
         await client.kirim.balance_inquiry(account_no=AGENT_KEY)
-    assert result.status == "success"
+    assert result.status == "succeeded"
 
     (token_call,) = fake.calls_for("token")
     assert header(token_call, "X-TIMESTAMP").endswith("Z")
     assert header(token_call, "X-CLIENT-KEY") == CLIENT_ID
 
     snap_calls = [call for call in fake.calls if call.op != "token"]
-    assert len(snap_calls) == 5
+    assert len(snap_calls) == 6  # transfer_bank's confirming check status included
     external_ids = []
     for call in snap_calls:
         assert call.status == 200, (call.op, call.response_code)

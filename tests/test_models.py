@@ -504,7 +504,10 @@ def test_transaction_status_groups() -> None:
 
 
 def test_transfer_result_succeeded() -> None:
-    assert TransferResult(status="success", partner_reference_no="r", external_id="1").succeeded
+    assert TransferResult(status="succeeded", partner_reference_no="r", external_id="1").succeeded
+    # Accepted (2004300) and pending are not (yet) paid: never reported as succeeded.
+    for state in ("accepted", "pending", "refunded"):
+        assert not TransferResult(status=state, partner_reference_no="r", external_id="1").succeeded
     assert not TransferResult(status="pending", partner_reference_no="r", external_id="1").succeeded
 
 

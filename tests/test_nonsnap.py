@@ -458,18 +458,56 @@ async def test_same_invoice_under_new_request_id_is_a_duplicate(keypair: KeyPair
     assert fake.effects_count("transfer", "INV/7274812") == 1
 
 
-@pytest.mark.parametrize("op", ["rdl", "payout_initiate"])
-async def test_same_business_key_under_new_request_id_is_a_duplicate(
-    keypair: KeyPair, op: str
-) -> None:
+async def test_same_business_key_under_new_request_id_is_a_duplicate(keypair: KeyPair) -> None:
+    """RDL has no status call to settle a 409 with: the duplicate is raised as such."""
     fake = new_fake()
-    key = KEYS[op]
+    key = KEYS["rdl"]
     async with asyncio.timeout(20), running(fake, keypair) as doku:
-        await money_call(doku, op, key)
+        await money_call(doku, "rdl", key)
         with pytest.raises(DuplicateRequestError):
-            await money_call(doku, op, key)
-    assert len(fake.calls_for(op)) == 2
-    assert fake.effects_count(op, key) == 1
+            await money_call(doku, "rdl", key)
+    assert len(fake.calls_for("rdl")) == 2
+    assert fake.effects_count("rdl", key) == 1
+
+
+async def test_finding6_payout_link_409_for_a_known_reference_settles_through_status(
+    keypair: KeyPair,
+) -> None:
+    """Issue 12, finding 6: a Payout Link whose reference DOKU already holds with the same
+    details (an earlier run, or an attempt whose answer was lost) is that payout link: the
+    SDK settles the 409 through the status call instead of raising DuplicateRequestError."""
+    fake = new_fake()
+    key = KEYS["payout_initiate"]
+    async with asyncio.timeout(20), running(fake, keypair) as doku:
+        first = await money_call(doku, "payout_initiate", key)
+        again = await money_call(doku, "payout_initiate", key)
+    assert isinstance(again, PayoutLinkResponse)
+    assert again.resolved_by_status is True
+    assert again.data is not None
+    assert isinstance(first, PayoutLinkResponse)
+    assert first.data is not None
+    assert again.data.reference_id == first.data.reference_id
+    assert fake.effects_count("payout_initiate", key) == 1
+    assert len(fake.calls_for("payout_status")) == 1
+
+
+async def test_finding6_payout_link_lost_answer_then_409_settles_through_status(
+    keypair: KeyPair,
+) -> None:
+    """The answer of the first attempt is lost after DOKU created the link; the retry under a
+    new Request-Id (a crash and a re-run) gets 409: settled as the link DOKU holds."""
+    fake = new_fake()
+    key = KEYS["payout_initiate"]
+    fake.inject("payout_initiate", "drop_after_commit", times=MAX_ATTEMPTS)
+    fake.inject("payout_status", "http", http_status=503, times=MAX_ATTEMPTS)
+    async with asyncio.timeout(20), running(fake, keypair) as doku:
+        with pytest.raises(TransferOutcomeUnknownError):
+            await money_call(doku, "payout_initiate", key, request_id="lost-1")
+        assert fake.pending_faults("payout_status") == 0
+        again = await money_call(doku, "payout_initiate", key, request_id="rerun-2")
+    assert isinstance(again, PayoutLinkResponse)
+    assert again.resolved_by_status is True
+    assert fake.effects_count("payout_initiate", key) == 1
 
 
 async def test_replay_of_a_rejected_request_keeps_the_original_errors(keypair: KeyPair) -> None:

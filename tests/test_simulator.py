@@ -407,7 +407,7 @@ async def test_kirim_flow_end_to_end(creds: SimulatorCredentials, family: str) -
         assert inquiry.session_id
 
         result = await pay(doku, "PAY-1", session_id=inquiry.session_id)
-        assert result.status == "success"
+        assert result.status == "succeeded"
         assert result.succeeded
         assert result.response is not None
         assert result.response.response_code == "2004300"
@@ -589,9 +589,20 @@ async def test_unsigned_non_snap_answers_fail_required_verification(
         with pytest.raises(SignatureVerificationError):
             await sub_transfer(doku, "INV-UNSIGNED")
         assert len(sim.sub_account_transfers) == 1  # it went through; only the answer is bad
-    async with running(creds, sign_responses=False) as (_, doku):  # "if_present"
+    # The default refuses an unsigned answer to a money-moving call (issue 12, finding 9)...
+    async with running(creds, sign_responses=False) as (sim, doku):
+        with pytest.raises(SignatureVerificationError):
+            await sub_transfer(doku, "INV-UNSIGNED-2")
+        assert len(sim.sub_account_transfers) == 1
+    if_present = {"response_signatures": "if_present"}  # the documented escape hatch
+    async with running(creds, sign_responses=False, client=if_present) as (sim, doku):
         answer = await sub_transfer(doku, "INV-UNSIGNED")
         assert answer.transfer is not None
+        await initiate_link(doku, "PL-UNSIGNED")
+        # A status read under the default is verified when signed, accepted when not.
+        async with client_for(sim) as default_client:
+            status = await default_client.payout_links.status(reference_id="PL-UNSIGNED")
+        assert status.link_status == "EMAIL_SENT"
 
 
 # ============================================================================ 2. signatures
@@ -826,7 +837,7 @@ async def test_reused_partner_reference_same_amount_settles_without_second_commi
         first = await pay(doku, "PAY-TWICE")
         assert first.response is not None
         again = await pay(doku, "PAY-TWICE")
-        assert again.status == "success"
+        assert again.status == "succeeded"
         assert again.response is None  # DOKU answered 409; check status settled it
         assert again.status_response is not None
         assert again.transaction_status == "00"
@@ -839,14 +850,16 @@ async def test_reused_partner_reference_same_amount_settles_without_second_commi
         assert await balance_of(doku, sim) == START_BALANCE - AMOUNT
 
 
-async def test_reused_partner_reference_other_amount_is_duplicate(
+async def test_reused_partner_reference_other_amount_reports_the_paid_reference(
     creds: SimulatorCredentials,
 ) -> None:
+    """Issue 12, finding 1: the reference is paid (for 1000.00); the 2000.00 call pays
+    nothing and is reported as DOKU records the reference, with the difference flagged."""
     async with running(creds) as (sim, doku):
         await pay(doku, "PAY-CLASH", amount="1000.00")
-        with pytest.raises(DuplicateRequestError) as info:
-            await pay(doku, "PAY-CLASH", amount="2000.00")
-        assert info.value.references["partnerReferenceNo"] == "PAY-CLASH"
+        again = await pay(doku, "PAY-CLASH", amount="2000.00")
+        assert again.transaction_status == "00"
+        assert again.reported_amount == Decimal("1000.00")
         assert sim.transfer_count("PAY-CLASH") == 1
         assert sim.transfers["PAY-CLASH"].amount == Decimal("1000.00")
         assert await balance_of(doku, sim) == START_BALANCE - Decimal("1000.00")
@@ -901,7 +914,8 @@ async def test_check_status_follows_the_ledger(creds: SimulatorCredentials) -> N
         await pay(doku, "PAY-OK")
         assert await status_of(doku, "PAY-OK") == "00"
         pending = await pay(doku, "PAY-UNPAID", account="9912345000", bank="014")
-        assert pending.status == "success"  # DOKU accepted it; the payout is UNPAID
+        assert pending.status == "pending"  # DOKU accepted it; the payout is UNPAID
+        assert not pending.succeeded
         assert await status_of(doku, "PAY-UNPAID") == "03"
         assert await status_of(doku, "PAY-NOPE") == "07"
         await sim.drain()  # no notification URL: the transfer still settles
@@ -939,7 +953,7 @@ async def test_concurrent_transfers_commit_each_reference_once(
             *(pay(doku, ref, amount="1000.00") for ref in refs),
             *(pay(doku, "PAY-SAME", amount="1000.00") for _ in range(5)),
         )
-        assert all(r.status == "success" for r in results)
+        assert all(r.status == "succeeded" for r in results)
         assert all(sim.transfer_count(ref) == 1 for ref in refs)
         assert sim.transfer_count("PAY-SAME") == 1
         assert sim.balance() == START_BALANCE - Decimal("1000.00") * 11
@@ -1007,7 +1021,8 @@ async def test_magic_values_send_notifications(
         ) as (sim, doku),
     ):
         result = await pay(doku, "PAY-MAGIC", account=account, bank=bank)
-        assert result.status == "success"
+        # Accepted and confirmed: UNPAID (pending) for the unpaid magic values, never paid yet.
+        assert result.status == ("pending" if kind == "unpaid" else "succeeded")
         assert await status_of(doku, "PAY-MAGIC") == ("03" if kind == "unpaid" else "00")
         assert await balance_of(doku, sim) == START_BALANCE - AMOUNT
 
@@ -1141,12 +1156,13 @@ async def test_rate_limit_on_a_transfer_resends_the_same_references(
     async with running(creds, client={"sleep": sleeps}) as (sim, doku):
         sim.inject("transfer_bank", "error", status=429, retry_after="1")
         result = await pay(doku, "PAY-429")
-        assert result.status == "success"
+        assert result.status == "succeeded"
         assert result.response is not None
         assert sleeps.calls == [1.0]
         sent = sim.requests_for("transfer_bank")
         assert [r.status for r in sent] == [429, 200]
-        assert sent[0].headers["X-EXTERNAL-ID"] == sent[1].headers["X-EXTERNAL-ID"]
+        # The same body (partnerReferenceNo), a fresh X-EXTERNAL-ID (issue 12, finding 9).
+        assert sent[0].headers["X-EXTERNAL-ID"] != sent[1].headers["X-EXTERNAL-ID"]
         assert sent[0].body == sent[1].body
         assert sim.transfer_count("PAY-429") == 1
 
@@ -1173,7 +1189,7 @@ async def test_error_after_commit_on_a_transfer_is_settled_by_check_status(
     async with running(creds) as (sim, doku):
         sim.inject("transfer_bank", "error_after_commit", status=status, response_code=code)
         result = await pay(doku, "PAY-EAC")
-        assert result.status == "success"
+        assert result.status == "succeeded"
         assert result.response is None
         assert result.status_response is not None
         assert result.transaction_status == "00"
@@ -1191,10 +1207,11 @@ async def test_error_before_commit_on_a_transfer_is_resent_once(
     async with running(creds) as (sim, doku):
         sim.inject("transfer_bank", "error", status=500)
         result = await pay(doku, "PAY-EBC")
-        assert result.status == "success"
+        assert result.status == "succeeded"
         assert result.resent is True
         assert statuses(sim, "transfer_bank") == [500, 200]
-        assert [r.response_code for r in sim.requests_for("check_status")] == ["2005300"]
+        # "not found" before the resend, then the confirmation of the resend's 2004300.
+        assert [r.response_code for r in sim.requests_for("check_status")] == ["2005300"] * 2
         assert sim.transfer_count("PAY-EBC") == 1
 
 
@@ -1205,14 +1222,15 @@ async def test_dropped_transfer_has_exactly_one_effect(
     async with running(creds) as (sim, doku):
         sim.inject("transfer_bank", kind)  # type: ignore[arg-type]
         result = await pay(doku, "PAY-DROP")
-        assert result.status == "success"
+        assert result.status == "succeeded"
         sent = sim.requests_for("transfer_bank")
         assert sent[0].status == 0  # dropped: never answered
         assert sent[0].response_code == ""
         if kind == "drop_before_commit":
             assert result.resent is True
             assert [r.status for r in sent] == [0, 200]
-            assert sent[0].headers["X-EXTERNAL-ID"] == sent[1].headers["X-EXTERNAL-ID"]
+            assert sent[0].body == sent[1].body
+            assert sent[0].headers["X-EXTERNAL-ID"] != sent[1].headers["X-EXTERNAL-ID"]
         else:
             assert result.resent is False
             assert len(sent) == 1
@@ -1330,7 +1348,7 @@ async def test_latency_beyond_the_attempt_timeout_on_a_transfer(
         assert sim.transfer_count("PAY-SLOW") == 1
         assert sim.balance() == START_BALANCE - AMOUNT
         if isinstance(outcome, TransferResult):
-            assert outcome.status == "success"
+            assert outcome.status == "succeeded"
         assert await status_of(doku, "PAY-SLOW") == "00"
         # Whichever attempt committed, the other one was refused as a duplicate.
         codes = sorted(r.response_code for r in sim.requests_for("transfer_bank"))
@@ -1378,7 +1396,7 @@ async def test_skewed_clock_rejects_requests_until_restored(creds: SimulatorCred
         sim.skew_clock(0)
         assert await balance_of(doku, sim) == START_BALANCE
         await sub_transfer(doku, "INV-SKEW")
-        assert (await pay(doku, "PAY-SKEW")).status == "success"
+        assert (await pay(doku, "PAY-SKEW")).status == "succeeded"
 
 
 async def test_requests_are_recorded_per_operation(creds: SimulatorCredentials) -> None:

@@ -15,6 +15,7 @@ from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET
 from fakedoku import FakeDoku
 
 from doku_async import (
+    BankCodes,
     ConfigurationError,
     DokuAPIError,
     DokuClient,
@@ -98,14 +99,16 @@ LIMITS: dict[str, dict[str, int]] = {
     "account_inquiry": {
         "partner_reference_no": 64,
         "beneficiary_account_number": 32,
-        "beneficiary_bank_code": 8,
+        # A bank code is exactly three digits and must be in the table: "123" (BPD Kalimantan
+        # Barat) is sent, "1234" refused.
+        "beneficiary_bank_code": 3,
         "beneficiary_account_name": 100,
     },
     "balance_inquiry": {"account_no": 16, "partner_reference_no": 64},
     "transfer_bank": {
         "partner_reference_no": 64,
         "beneficiary_account_number": 32,
-        "beneficiary_bank_code": 8,
+        "beneficiary_bank_code": 3,
         "session_id": 25,
         "fee_type": 25,
         "beneficiary_first_name": 50,
@@ -237,6 +240,11 @@ def _rejections() -> list[Any]:
             ("beneficiary_bank_code", "\u0661\u0664"),  # Arabic-Indic digits
         ]:
             add(method, field, bad, repr(bad))
+
+    # Bank codes: three digits, and known to the client's table.
+    for method in ("account_inquiry", "transfer_bank"):
+        for bad in ("999", "99", "0140", "1", "000", "12345678"):
+            add(method, "beneficiary_bank_code", bad, f"bank-{bad}")
 
     # Phone numbers: 62..., 9 to 14 digits, digits only.
     phones = [
@@ -676,3 +684,45 @@ def test_header_and_code_settings_are_checked_at_construction(
     aiohttp ValueError on the first call."""
     with pytest.raises(ConfigurationError, match=fragment):
         DokuClient("BRN-0001", "secret", **kwargs)
+
+
+# --- bank codes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["account_inquiry", "transfer_bank"])
+@pytest.mark.parametrize(
+    ("code", "fragment"),
+    [
+        ("999", "unknown bank code '999'"),
+        ("99", "three-digit bank code such as '014', not '99'"),
+        ("0140", "three-digit bank code such as '014', not '0140'"),
+    ],
+)
+async def test_bank_code_messages_name_the_code(
+    fake: FakeDoku, client: DokuClient, method: str, code: str, fragment: str
+) -> None:
+    with pytest.raises(RequestValidationError, match=fragment) as info:
+        await _call(client, method, beneficiary_bank_code=code)
+    assert info.value.field == "beneficiary_bank_code"
+    if code == "999":
+        assert "with_extra" in str(info.value)  # says how to extend the table
+    _assert_nothing_sent(fake, client)
+
+
+async def test_extended_bank_codes_are_sent(
+    fake: FakeDoku, fake_url: str, keypair: tuple[bytes, bytes]
+) -> None:
+    codes = BankCodes.default().with_extra({"999": "My test bank"})
+    async with DokuClient(
+        CLIENT_ID, CLIENT_SECRET, keypair[0], base_url=fake_url, bank_codes=codes
+    ) as client:
+        assert client.bank_codes.name_of("999") == "My test bank"
+        await _call(client, "account_inquiry", beneficiary_bank_code="999")
+    (call,) = fake.calls_for("account_inquiry")
+    assert _wire(call.body, "additionalInfo.beneficiaryBankCode") == "999"
+
+
+def test_bank_codes_must_be_a_table() -> None:
+    with pytest.raises(ConfigurationError, match="bank_codes"):
+        DokuClient(CLIENT_ID, CLIENT_SECRET, bank_codes={"014": "BCA"})  # type: ignore[arg-type]
+    assert DokuClient(CLIENT_ID, CLIENT_SECRET).bank_codes is BankCodes.default()

@@ -34,6 +34,10 @@ KEY = "627054fevj1sutvs"
 UNPAID_PATH = "/doku/kirim/unpaid"
 REFUND_PATH = "/doku/kirim/refund"
 TRX = "DK0018353"
+# requestIds in the shape DOKU sends (see KIRIM_REQUEST_ID_PATTERN)
+RID_1 = "00000000-0000-4000-8000-000000000001"
+RID_2 = "00000000-0000-4000-8000-000000000002"
+RID_3 = "00000000-0000-4000-8000-000000000003"
 
 Client = TestClient[web.Request, web.Application]
 
@@ -564,10 +568,10 @@ async def test_new_request_id_same_transaction_and_status_is_a_duplicate() -> No
     on_unpaid = Recorder()
     outer, _ = build(on_unpaid=on_unpaid)
     async with running(outer) as client:
-        _, p1, _ = await post(client, UNPAID_PATH, unpaid_body(), signed("rid-1"))
-        _, p2, _ = await post(client, UNPAID_PATH, unpaid_body(), signed("rid-2"))
+        _, p1, _ = await post(client, UNPAID_PATH, unpaid_body(), signed(RID_1))
+        _, p2, _ = await post(client, UNPAID_PATH, unpaid_body(), signed(RID_2))
         # transactionStatus as a number is the same status
-        _, p3, _ = await post(client, UNPAID_PATH, unpaid_body(status=50), signed("rid-3"))
+        _, p3, _ = await post(client, UNPAID_PATH, unpaid_body(status=50), signed(RID_3))
     assert p1["responseCode"] == "00"
     assert p2["responseCode"] == "01"
     assert p3["responseCode"] == "01"
@@ -578,8 +582,8 @@ async def test_same_request_id_different_transaction_is_a_duplicate() -> None:
     on_unpaid = Recorder()
     outer, _ = build(on_unpaid=on_unpaid)
     async with running(outer) as client:
-        _, p1, _ = await post(client, UNPAID_PATH, unpaid_body("DK1"), signed("rid-1"))
-        _, p2, _ = await post(client, UNPAID_PATH, unpaid_body("DK2"), signed("rid-1"))
+        _, p1, _ = await post(client, UNPAID_PATH, unpaid_body("DK1"), signed(RID_1))
+        _, p2, _ = await post(client, UNPAID_PATH, unpaid_body("DK2"), signed(RID_1))
     assert p1 == ack("DK1")
     assert p2 == ack("DK2", "01")
     assert len(on_unpaid.calls) == 1
@@ -670,14 +674,14 @@ async def test_custom_dedup_store_gets_claims_and_releases() -> None:
     on_unpaid = Recorder(fail_first=1)
     outer, _ = build(on_unpaid=on_unpaid, dedup_store=store, dedup_ttl=123.0)
     async with running(outer) as client:
-        s1, _, _ = await post(client, UNPAID_PATH, unpaid_body(), signed("rid-1"))
-        s2, _, _ = await post(client, UNPAID_PATH, unpaid_body(), signed("rid-1"))
+        s1, _, _ = await post(client, UNPAID_PATH, unpaid_body(), signed(RID_1))
+        s2, _, _ = await post(client, UNPAID_PATH, unpaid_body(), signed(RID_1))
     assert (s1, s2) == (500, 200)
     assert len(store.claims) == 2
     keys, ttl = store.claims[0]
     assert ttl == 123.0
     assert len(keys) == 2
-    assert any("rid-1" in k for k in keys)
+    assert any(RID_1 in k for k in keys)
     assert any(TRX in k and "50" in k for k in keys)
     assert store.releases == [keys]  # released after the failure, so the retry ran
     assert len(on_unpaid.calls) == 2
@@ -963,9 +967,9 @@ async def test_copy_arriving_while_the_first_fails_is_handled_not_lost() -> None
     outer, sub = build(on_unpaid=callback)
     async with running(outer) as client, asyncio.timeout(10):
         body = unpaid_body()
-        first = asyncio.create_task(client.post(UNPAID_PATH, data=body, headers=signed("r-1")))
+        first = asyncio.create_task(client.post(UNPAID_PATH, data=body, headers=signed(RID_1)))
         await entered.wait()
-        second = asyncio.create_task(client.post(UNPAID_PATH, data=body, headers=signed("r-2")))
+        second = asyncio.create_task(client.post(UNPAID_PATH, data=body, headers=signed(RID_2)))
         await asyncio.sleep(0.05)
         assert not second.done(), "the copy must wait for the first delivery's outcome"
         release.set()
@@ -973,6 +977,6 @@ async def test_copy_arriving_while_the_first_fails_is_handled_not_lost() -> None
         assert first_resp.status == 500
         assert second_resp.status == 200
         assert await second_resp.json() == ACK_EXACT
-        assert calls == ["r-1", "r-2"]
+        assert calls == [RID_1, RID_2]
         assert sub[WEBHOOK_CONFIG].processed == 1
         assert sub[WEBHOOK_CONFIG].duplicates == 0

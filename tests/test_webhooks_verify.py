@@ -31,6 +31,8 @@ pytestmark = pytest.mark.timeout(30)
 KAT_AGENT = "A41418"
 KAT_KEY = "627054fevj1sutvs"
 KAT_REQUEST_ID = "fd53b1e3-9c35-4dfa-a95ca8dbc5695485"
+# Other requestIds in the shape DOKU sends (UUIDs; see KIRIM_REQUEST_ID_PATTERN).
+R1, R2, R3, R4, R5, R6 = (f"00000000-0000-4000-8000-{n:012d}" for n in range(1, 7))
 KAT_SIGNATURE = "c7gWWl1UEDpkO42/Ikqjd/GNGzFQSZONqvwFhbcXtUVdqgq+gliUBQCOUqsFjAtX"
 
 KEY_OLD = "0123456789abcdef"
@@ -272,9 +274,9 @@ def test_verification_happens_before_parsing() -> None:
 def test_key_rotation_accepts_either_key_and_rejects_a_third() -> None:
     verifier = AesSignatureVerifier.single("A1", [KEY_OLD, KEY_NEW])
     for key in (KEY_OLD, KEY_NEW):
-        headers = sign_kirim_notification(agent_key="A1", encryption_key=key, request_id="r-1")
-        assert verifier.verify(headers, b"") == ("r-1", "A1")
-    forged = sign_kirim_notification(agent_key="A1", encryption_key=KEY_OTHER, request_id="r-1")
+        headers = sign_kirim_notification(agent_key="A1", encryption_key=key, request_id=R1)
+        assert verifier.verify(headers, b"") == (R1, "A1")
+    forged = sign_kirim_notification(agent_key="A1", encryption_key=KEY_OTHER, request_id=R1)
     with pytest.raises(WebhookVerificationError) as info:
         verifier.verify(forged, b"")
     assert_verification_error(info.value)
@@ -282,21 +284,21 @@ def test_key_rotation_accepts_either_key_and_rejects_a_third() -> None:
 
 def test_several_agent_keys_each_with_their_own_keys() -> None:
     verifier = AesSignatureVerifier({"A1": "k" * 16, "A2": [KEY_OLD, KEY_NEW]})
-    ok_a1 = sign_kirim_notification(agent_key="A1", encryption_key="k" * 16, request_id="r1")
-    ok_a2_old = sign_kirim_notification(agent_key="A2", encryption_key=KEY_OLD, request_id="r2")
-    ok_a2_new = sign_kirim_notification(agent_key="A2", encryption_key=KEY_NEW, request_id="r3")
-    assert verifier.verify(ok_a1, b"") == ("r1", "A1")
-    assert verifier.verify(ok_a2_old, b"") == ("r2", "A2")
-    assert verifier.verify(ok_a2_new, b"") == ("r3", "A2")
+    ok_a1 = sign_kirim_notification(agent_key="A1", encryption_key="k" * 16, request_id=R1)
+    ok_a2_old = sign_kirim_notification(agent_key="A2", encryption_key=KEY_OLD, request_id=R2)
+    ok_a2_new = sign_kirim_notification(agent_key="A2", encryption_key=KEY_NEW, request_id=R3)
+    assert verifier.verify(ok_a1, b"") == (R1, "A1")
+    assert verifier.verify(ok_a2_old, b"") == (R2, "A2")
+    assert verifier.verify(ok_a2_new, b"") == (R3, "A2")
     notification = verify_and_parse(ok_a2_new, encode(refund()), verifier=verifier)
     assert notification.agent_key == "A2"
-    assert notification.request_id == "r3"
+    assert notification.request_id == R3
 
     # A1's key does not sign for A2, A2's keys do not sign for A1, and A3 is unknown.
     cross = [
-        sign_kirim_notification(agent_key="A2", encryption_key="k" * 16, request_id="r4"),
-        sign_kirim_notification(agent_key="A1", encryption_key=KEY_OLD, request_id="r5"),
-        sign_kirim_notification(agent_key="A3", encryption_key="k" * 16, request_id="r6"),
+        sign_kirim_notification(agent_key="A2", encryption_key="k" * 16, request_id=R4),
+        sign_kirim_notification(agent_key="A1", encryption_key=KEY_OLD, request_id=R5),
+        sign_kirim_notification(agent_key="A3", encryption_key="k" * 16, request_id=R6),
     ]
     for headers in cross:
         with pytest.raises(WebhookVerificationError) as info:

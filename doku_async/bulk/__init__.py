@@ -1,26 +1,55 @@
 """Bulk payouts: a resumable runner over :class:`~doku_async.DokuClient` and its journal."""
 
-from ._csv import CsvInputError, ResultWriter, parse_payouts, read_payouts
-from ._journal import FINAL_STATES, Journal, JournalEntry
+from ._csv import (
+    CsvInputError,
+    PayoutFile,
+    ResultWriter,
+    parse_payouts,
+    read_payout_file,
+    read_payouts,
+)
+from ._journal import (
+    FINAL_STATES,
+    IN_DOUBT_STATES,
+    IncompletePlanError,
+    Journal,
+    JournalEntry,
+    PlanMismatchError,
+    PlanRecord,
+    PlanSource,
+    backup_journal,
+)
+from ._lock import JournalLock, JournalLockedError, LockHolder
 from ._models import BulkProgress, BulkSummary, ItemResult, ItemStatus, PayoutItem, payout_item
 from ._ratelimit import RateLimiter
 from ._runner import BulkRunner, PreflightError
 
 __all__ = [
     "FINAL_STATES",
+    "IN_DOUBT_STATES",
     "BulkProgress",
     "BulkRunner",
     "BulkSummary",
     "CsvInputError",
+    "IncompletePlanError",
     "ItemResult",
     "ItemStatus",
     "Journal",
     "JournalEntry",
+    "JournalLock",
+    "JournalLockedError",
+    "LockHolder",
+    "PayoutFile",
     "PayoutItem",
+    "PlanMismatchError",
+    "PlanRecord",
+    "PlanSource",
     "PreflightError",
     "RateLimiter",
     "ResultWriter",
+    "backup_journal",
     "parse_payouts",
     "payout_item",
+    "read_payout_file",
     "read_payouts",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
@@ -15,8 +17,10 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "RESULT_COLUMNS",
     "CsvInputError",
+    "PayoutFile",
     "ResultWriter",
     "parse_payouts",
+    "read_payout_file",
     "read_payouts",
 ]
 
@@ -51,11 +55,39 @@ def read_payouts(path: str | Path) -> tuple[list[PayoutItem], Decimal]:
     Raises:
         CsvInputError: with every problem and its line number; nothing is half-read.
     """
+    payouts = read_payout_file(path)
+    return payouts.items, payouts.total
+
+
+@dataclass(frozen=True)
+class PayoutFile:
+    """A validated payout file: its items, their total, and the file's identity (the sha256
+    of its bytes, as read) for the journal's plan record."""
+
+    items: list[PayoutItem]
+    total: Decimal
+    sha256: str
+    name: str
+
+    @property
+    def rows(self) -> int:
+        """Number of payouts in the file."""
+        return len(self.items)
+
+
+def read_payout_file(path: str | Path) -> PayoutFile:
+    """:func:`read_payouts`, plus the sha256 of the very bytes that were parsed.
+
+    Raises:
+        CsvInputError: with every problem and its line number; nothing is half-read.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise CsvInputError([f"cannot read {path}: {exc}"]) from None
-    return parse_payouts(io.StringIO(text))
+    items, total = parse_payouts(io.StringIO(text))
+    return PayoutFile(items, total, hashlib.sha256(data).hexdigest(), Path(path).name)
 
 
 def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
@@ -155,7 +187,7 @@ class ResultWriter:
             (
                 "" if result.line is None else result.line,
                 result.reference,
-                result.status if result.previous is None else f"skipped ({result.previous})",
+                _status_text(result),
                 f"{result.amount}",
                 result.code,
                 result.message,
@@ -168,3 +200,11 @@ class ResultWriter:
     def close(self) -> None:
         """Flush and close the file."""
         self._file.close()
+
+
+def _status_text(result: ItemResult) -> str:
+    if result.previous is not None:
+        return f"skipped ({result.previous})"
+    if result.already_paid:
+        return "succeeded (already paid before this run)"
+    return result.status

@@ -10,6 +10,12 @@ mark is awaited until its transaction has committed, so the transfer is never se
 mark is on disk; an outcome is queued without waiting (if the process dies first, the item
 still reads ``sending`` and a resumed run settles it through check status). One commit per
 group instead of one per write costs about a third of the CPU per write.
+
+A journal is one process's at a time (see :mod:`._lock`): a second process is refused at once
+with the holder's pid, host and start time. Planning is one transaction that also records the
+input file's row count and checksum, so a plan interrupted by a crash leaves nothing, and a
+resume can tell a complete plan from a partial one. Closing checkpoints the write-ahead log
+into the main file; :func:`backup_journal` makes a consistent single-file copy of a live one.
 """
 
 from __future__ import annotations
@@ -21,18 +27,32 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
+from .._exceptions import DokuError
+from ._lock import DEFAULT_LEASE, JournalLock
 from ._models import PayoutItem
 
-__all__ = ["FINAL_STATES", "IN_DOUBT_STATES", "Journal", "JournalEntry"]
+__all__ = [
+    "FINAL_STATES",
+    "IN_DOUBT_STATES",
+    "IncompletePlanError",
+    "Journal",
+    "JournalEntry",
+    "PlanMismatchError",
+    "PlanRecord",
+    "PlanSource",
+    "backup_journal",
+]
 
 log = logging.getLogger("doku_async.bulk")
 
-FINAL_STATES = frozenset({"succeeded", "failed"})
+FINAL_STATES = frozenset({"succeeded", "failed", "refunded"})
 """States a resumed run does not touch again."""
-IN_DOUBT_STATES = frozenset({"sending", "unknown", "pending"})
+IN_DOUBT_STATES = frozenset({"sending", "unknown", "accepted", "pending"})
 """States whose transfer may have been sent: settled through check status before paying."""
 
 _SCHEMA = """
@@ -75,6 +95,42 @@ _SELECT = (
 )
 
 _Write = tuple[str, tuple[object, ...], "asyncio.Future[None] | None"]
+
+_PLAN_KEYS = ("plan_rows", "plan_sha256", "plan_name", "planned_at")
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """The input a plan was made from: its row count, the sha256 of its bytes, a name."""
+
+    rows: int
+    sha256: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """A complete plan, as recorded in the journal (in the plan's own transaction)."""
+
+    rows: int
+    sha256: str
+    name: str
+    planned_at: float
+
+
+class PlanMismatchError(DokuError):
+    """The journal was planned from another input file; nothing was written or sent."""
+
+
+class IncompletePlanError(DokuError):
+    """The journal holds no complete plan (planning was interrupted, or the journal file lost
+    its latest transactions); a resume would skip payees, so it is refused. Nothing was sent.
+    Attributes: ``planned`` rows present, ``expected`` rows (``None`` when unknown)."""
+
+    def __init__(self, message: str, *, planned: int, expected: int | None) -> None:
+        super().__init__(message)
+        self.planned = planned
+        self.expected = expected
 
 
 class JournalEntry:
@@ -119,14 +175,46 @@ class Journal:
 
     Commits are durable (``synchronous=FULL`` in WAL mode): a ``sending`` mark is on disk
     before its transfer goes out, even across a power cut.
+
+    Opening a journal takes its lock (``<path>.lock``, see :class:`JournalLock`): a journal
+    another process holds raises :class:`JournalLockedError` at once, naming the holder.
+    ``lock=False`` opens without it, for reading only (``payouts status``, a backup).
+
+    Args:
+        path: the SQLite file (created if missing).
+        lock: take the journal's lock (default).
+        break_lock: take over another host's lock record before its lease expired.
+        lease: seconds after which another host's silent lock record counts as abandoned.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock: bool = True,
+        break_lock: bool = False,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
         self.path = os.fspath(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file_lock: JournalLock | None = None
+        if lock:
+            self._file_lock = JournalLock(self.path, lease=lease, break_lock=break_lock)
+            self._file_lock.acquire()
+        # Released with the object if it is never closed (a lock must not outlive its user).
+        self._release = weakref.finalize(self, _release_lock, self._file_lock)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                self._db.execute("PRAGMA busy_timeout=5000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
+        except BaseException:
+            self._release()
+            raise
         self._lock = threading.RLock()
         self._queued: list[_Write] = []
         self._queued_refs: set[str] = set()
@@ -139,7 +227,8 @@ class Journal:
         return f"Journal({self.path!r})"
 
     def close(self) -> None:
-        """Commit what is queued, then close the database. Idempotent."""
+        """Commit what is queued, fold the write-ahead log into the main file (so that the
+        journal is one file again), close the database and release the lock. Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -147,7 +236,20 @@ class Journal:
                 self.flush()
             finally:
                 self._closed = True
-                self._db.close()
+                try:
+                    if self._failed is None and self._file_lock is not None:  # the owner
+                        try:
+                            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        except sqlite3.Error:  # a reader holds it, or the disk is full
+                            log.warning("could not checkpoint the journal %s", self.path)
+                    self._db.close()
+                finally:
+                    self._release()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this journal holds its lock (opened with ``lock=True`` and not closed)."""
+        return self._file_lock is not None and self._file_lock.held
 
     # --- group commit ------------------------------------------------------------------
 
@@ -256,20 +358,130 @@ class Journal:
 
     # --- items -------------------------------------------------------------------------
 
-    def plan(self, items: Iterable[PayoutItem]) -> int:
-        """Record items not journaled yet as ``planned``, in one transaction."""
+    def plan(self, items: Iterable[PayoutItem], *, source: PlanSource | None = None) -> int:
+        """Record the items not journaled yet as ``planned``; returns how many were new.
+
+        All in one transaction: a crash, a full disk or an error while planning leaves the
+        journal as it was, never half planned. With ``source`` (the input file's row count
+        and checksum) the same transaction records the plan as complete
+        (:meth:`plan_record`), which :meth:`check_plan_complete` requires before a resume.
+
+        Raises:
+            PlanMismatchError: the journal's recorded plan came from another input, or (with no
+                record) it holds references ``items`` lacks. Nothing is written.
+        """
         now = time.time()
-        rows = ((*_columns(i), "planned", now) for i in items)
+        if source is not None and not isinstance(items, list | tuple):
+            items = list(items)  # read twice: checked against the journal, then planned
         with self._lock:
             self.flush()
             self._check_writable()
-            with self._db:
-                cur = self._db.executemany(
+            recorded = self.plan_record()
+            if source is not None:
+                self._check_same_source(recorded, source, items)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.executemany(
                     "INSERT OR IGNORE INTO items(reference, line, bank_code, account_number, "
                     "account_name, amount, remark, state, updated) VALUES(?,?,?,?,?,?,?,?,?)",
-                    rows,
+                    ((*_columns(i), "planned", now) for i in items),
                 )
-            return cur.rowcount
+                inserted = cur.rowcount
+                if source is not None and recorded is None:
+                    db.executemany(
+                        "INSERT INTO meta(key, value) VALUES(?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        zip(
+                            _PLAN_KEYS,
+                            (str(source.rows), source.sha256, source.name, repr(now)),
+                            strict=True,
+                        ),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                raise
+            return inserted
+
+    def _check_same_source(
+        self, recorded: PlanRecord | None, source: PlanSource, items: Iterable[PayoutItem]
+    ) -> None:
+        if recorded is not None:
+            if recorded.sha256 != source.sha256 or recorded.rows != source.rows:
+                raise PlanMismatchError(
+                    f"the journal {self.path} was planned from another file "
+                    f"({recorded.name or 'unnamed'}: {recorded.rows} rows, sha256 "
+                    f"{recorded.sha256[:12]}...); this file ({source.name or 'unnamed'}) has "
+                    f"{source.rows} rows, sha256 {source.sha256[:12]}...: nothing was sent. "
+                    "Use a new journal for a new file."
+                )
+            return
+        # No record: an interrupted plan of an older version, or a journal written by the
+        # library. The file may complete it only if it holds every journaled reference.
+        given = {item.reference for item in items}
+        extra = 0
+        example = ""
+        for (reference,) in self._db.execute("SELECT reference FROM items"):
+            if reference not in given:
+                extra += 1
+                example = example or str(reference)
+        if extra:
+            raise PlanMismatchError(
+                f"the journal {self.path} holds {extra} reference(s) this file lacks (e.g. "
+                f"{example}): it belongs to another file; nothing was sent. Use a new journal "
+                "for a new file."
+            )
+
+    def plan_record(self) -> PlanRecord | None:
+        """The journal's complete plan, or ``None`` when no plan was recorded as complete."""
+        meta = self.meta()
+        try:
+            return PlanRecord(
+                rows=int(meta["plan_rows"]),
+                sha256=meta["plan_sha256"],
+                name=meta.get("plan_name", ""),
+                planned_at=float(meta.get("planned_at", "0")),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def check_plan_complete(self) -> PlanRecord:
+        """The plan record, after checking that every planned row is in the journal.
+
+        Raises:
+            IncompletePlanError: no complete plan is recorded (planning was interrupted), or
+                rows are missing (the journal lost transactions, e.g. ``run.db`` was copied
+                without its ``-wal`` file). A resume would skip payees: re-run ``payouts run``
+                with the same file (it completes the plan) or restore a backup.
+        """
+        with self._lock:
+            self.flush()
+            (count,) = self._db.execute("SELECT COUNT(*) FROM items").fetchone()
+        record = self.plan_record()
+        if record is None:
+            raise IncompletePlanError(
+                f"the journal {self.path} holds {count} item(s) but no record of a complete "
+                "plan (planning was interrupted, or the journal lost its latest "
+                "transactions): resuming could skip payees, so nothing was sent. Run "
+                "'doku-async payouts run FILE --journal JOURNAL' again with the same payout "
+                "file to complete the plan and continue.",
+                planned=int(count),
+                expected=None,
+            )
+        if int(count) < record.rows:
+            raise IncompletePlanError(
+                f"the journal {self.path} holds {count} of the {record.rows} planned rows "
+                f"({record.name or 'the payout file'}): it lost transactions, so resuming "
+                "could skip payees; nothing was sent. Restore a backup ('doku-async journal "
+                "backup'), or run 'doku-async payouts run FILE --journal JOURNAL' again with "
+                "the same payout file to complete the plan.",
+                planned=int(count),
+                expected=record.rows,
+            )
+        return record
 
     def get(self, reference: str) -> JournalEntry | None:
         """The entry of ``reference``, if journaled."""
@@ -329,6 +541,51 @@ class Journal:
             return dict(
                 self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
             )
+
+
+def _release_lock(lock: JournalLock | None) -> None:
+    if lock is not None:
+        lock.release()
+
+
+def backup_journal(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> int:
+    """Copy a journal, live or not, into ``dest`` as one consistent, self-contained file.
+
+    Uses SQLite's online backup API: the copy holds every committed transaction, the
+    write-ahead log included (copying ``run.db`` alone may lose them). It needs no lock (a
+    run may be going on). Returns the number of items in the copy.
+
+    Raises:
+        FileExistsError: ``dest`` exists (never overwritten).
+        FileNotFoundError: ``source`` does not exist.
+        sqlite3.Error: ``source`` is not a readable journal.
+    """
+    source, dest = os.fspath(source), os.fspath(dest)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"no journal at {source}")
+    if os.path.exists(dest):
+        raise FileExistsError(f"{dest} exists; not overwritten")
+    src = sqlite3.connect(source, isolation_level=None)
+    try:
+        src.execute("PRAGMA busy_timeout=5000")
+        src.execute("SELECT COUNT(*) FROM items").fetchone()  # a journal, readable
+        out = sqlite3.connect(dest, isolation_level=None)
+        try:
+            src.backup(out)
+            out.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal beside it
+            (status,) = out.execute("PRAGMA quick_check").fetchone()
+            if status != "ok":
+                raise sqlite3.DatabaseError(f"the copy failed its check: {status}")
+            (count,) = out.execute("SELECT COUNT(*) FROM items").fetchone()
+        finally:
+            out.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+    finally:
+        src.close()
+    return int(count)
 
 
 def _resolve(queued: list[_Write], exc: BaseException | None) -> None:

@@ -13,7 +13,7 @@ from .. import _validation as v
 
 __all__ = ["BulkProgress", "BulkSummary", "ItemResult", "ItemStatus", "PayoutItem", "payout_item"]
 
-ItemStatus = Literal["succeeded", "failed", "pending", "unknown", "skipped"]
+ItemStatus = Literal["succeeded", "accepted", "pending", "failed", "refunded", "unknown", "skipped"]
 
 _REFERENCE = re.compile(r"[\x21-\x7e]+")
 
@@ -68,10 +68,13 @@ class ItemResult(msgspec.Struct, kw_only=True):
 
     Attributes:
         reference: the item's reference (``partnerReferenceNo``).
-        status: ``"succeeded"``, ``"failed"`` (nothing paid; ``code``/``message`` say why),
-            ``"pending"`` (accepted, not final yet), ``"unknown"`` (may or may not be paid: see
-            ``external_id`` and settle with check status or resume), ``"skipped"`` (a resumed
-            run had settled it already; ``previous`` holds that status).
+        status: a :class:`~doku_async.PayoutState` word or ``"skipped"``: ``"succeeded"``
+            (DOKU confirmed it paid), ``"accepted"`` (DOKU accepted it, not confirmed yet),
+            ``"pending"`` (DOKU says initiated, paying or unpaid: it can still fail),
+            ``"failed"`` (nothing paid; ``code``/``message`` say why), ``"refunded"`` (paid,
+            and the money came back), ``"unknown"`` (may or may not be paid: see
+            ``external_id`` and settle with check status, reconcile or resume), ``"skipped"``
+            (a resumed run had settled it already; ``previous`` holds that status).
         amount: the item's amount.
         code: DOKU's response code or ``latestTransactionStatus``.
         message: DOKU's or the SDK's message.
@@ -81,6 +84,9 @@ class ItemResult(msgspec.Struct, kw_only=True):
         line: the input line, when known.
         retryable: a failure that a later run may retry (nothing was paid).
         previous: for ``skipped`` items, the status recorded earlier.
+        already_paid: DOKU already held a transfer under this reference, made before this run
+            (the journal was lost, or restored from a copy missing its latest transactions):
+            it is ``succeeded`` (paid) but was not paid by this run, and was not paid again.
     """
 
     reference: str
@@ -94,6 +100,7 @@ class ItemResult(msgspec.Struct, kw_only=True):
     line: int | None = None
     retryable: bool = False
     previous: str | None = None
+    already_paid: bool = False
 
 
 class BulkProgress(msgspec.Struct, kw_only=True):
@@ -107,6 +114,10 @@ class BulkProgress(msgspec.Struct, kw_only=True):
     unknown: int
     skipped: int
     elapsed: float
+    accepted: int = 0
+    refunded: int = 0
+    already_paid: int = 0
+    """Of ``succeeded``: items DOKU had paid before this run (not paid by it)."""
 
 
 class BulkSummary:
@@ -115,25 +126,37 @@ class BulkSummary:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {
             "succeeded": 0,
-            "failed": 0,
+            "accepted": 0,
             "pending": 0,
+            "failed": 0,
+            "refunded": 0,
             "unknown": 0,
             "skipped": 0,
         }
         self.amount_paid = Decimal("0.00")
+        """What the succeeded items of this run paid (items paid before it excluded)."""
         self.elapsed = 0.0
         self.total: int | None = None
         self.skipped_failed = 0
         """Skipped items that an earlier run had recorded as failed (still not paid)."""
+        self.already_paid = 0
+        """Succeeded items DOKU had already paid before this run (counted in ``succeeded``,
+        not in :attr:`amount_paid`)."""
+        self.amount_already_paid = Decimal("0.00")
+        """What those items amount to (paid earlier, not by this run)."""
         self._latencies = array("d")
 
     def add(self, result: ItemResult) -> None:
         """Count one result."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
-        if result.status == "skipped" and result.previous == "failed":
+        if result.status == "skipped" and result.previous in ("failed", "refunded"):
             self.skipped_failed += 1
         if result.status == "succeeded":
-            self.amount_paid += result.amount
+            if result.already_paid:
+                self.already_paid += 1
+                self.amount_already_paid += result.amount
+            else:
+                self.amount_paid += result.amount
         if result.status != "skipped":
             self._latencies.append(result.latency)
 
@@ -154,6 +177,9 @@ class BulkSummary:
             unknown=c["unknown"],
             skipped=c["skipped"],
             elapsed=self.elapsed,
+            accepted=c["accepted"],
+            refunded=c["refunded"],
+            already_paid=self.already_paid,
         )
 
     def percentile(self, q: float) -> float:
@@ -172,11 +198,13 @@ class BulkSummary:
 
     @property
     def exit_code(self) -> int:
-        """0: everything paid (or skipped as paid earlier); 1: some failed, now or in an earlier
-        run; 3: some pending or unknown."""
-        if self.counts["unknown"] or self.counts["pending"]:
+        """0 only when every item is confirmed paid (or skipped as paid earlier); 3: some are
+        accepted, pending or unknown (not settled: reconcile); 1: some failed or were refunded,
+        now or in an earlier run (nothing paid for them, or the money came back)."""
+        c = self.counts
+        if c["unknown"] or c["pending"] or c["accepted"]:
             return EXIT_UNSETTLED
-        if self.counts["failed"] or self.skipped_failed:
+        if c["failed"] or c["refunded"] or self.skipped_failed:
             return EXIT_FAILED
         return EXIT_OK
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from decimal import Decimal
@@ -29,6 +30,7 @@ from .._exceptions import (
     TransferOutcomeUnknownError,
 )
 from .._redact import mask_account
+from .._states import PayoutState
 from ..models._base import Amount
 from ..models.kirim import (
     AccountInquiryAdditionalInfo,
@@ -56,6 +58,12 @@ def _differs(journaled: PayoutItem, given: PayoutItem) -> bool:
         or journaled.account_number != given.account_number
         or journaled.bank_code != given.bank_code
     )
+
+
+def _earlier_transfer(found: CheckStatusResponse, session_id: str | None) -> bool:
+    """Whether the transfer check status found is not the one just sent: each send carries the
+    ``sessionId`` of its own account inquiry, and DOKU reports the found transfer's."""
+    return bool(found.session_id) and bool(session_id) and found.session_id != session_id
 
 
 class _RateLimited(Exception):
@@ -322,6 +330,8 @@ class BulkRunner:
             result = await self._pay_or_settle(item)
         except (asyncio.CancelledError, ConfigurationError, AuthenticationError):
             raise  # the whole run is misconfigured: stop it
+        except sqlite3.Error:
+            raise  # the journal cannot be written: no transfer may go out without its mark
         except Exception as exc:  # never let one item stop the run
             log.exception("unexpected error on item %s", item.reference)
             state = self.journal.get(item.reference) if self.journal is not None else None
@@ -369,8 +379,10 @@ class BulkRunner:
                 settled = await self._settle(item, entry.external_id)
                 if settled is not None:
                     return settled
-                # Not found at DOKU: paying under the same references is safe.
-                external_id = entry.external_id
+                # Not found at DOKU: paying under the same partnerReferenceNo is safe, with
+                # a fresh X-EXTERNAL-ID (journaled before sending; DOKU may refuse a reused
+                # one with 409xx00).
+                external_id = None
         return await self._pay(item, external_id)
 
     async def _settle(self, item: PayoutItem, external_id: str | None) -> ItemResult | None:
@@ -390,12 +402,13 @@ class BulkRunner:
         if code == TransactionStatus.NOT_FOUND:
             return None
         if status.amount is not None and status.amount.value != item.amount:
-            return self._finish(
-                item,
-                "failed",
-                code=code,
-                message=f"reference already used for another transfer of {status.amount.value}",
-                external_id=external_id,
+            # DOKU's status for the reference stands (a reference it reports paid is paid);
+            # the difference is flagged in the result, never read as "nothing paid".
+            log.warning(
+                "check status reports %s for %s, planned for %s; recorded as DOKU reports it",
+                status.amount.value,
+                item.reference,
+                item.amount,
             )
         return await self._from_status(item, status, external_id)
 
@@ -407,29 +420,27 @@ class BulkRunner:
             status = await self._wait_final(item, status)
             code = status.transaction_status
         ref_no = status.original_reference_no
-        if code == TransactionStatus.SUCCESS:
-            return self._finish(
-                item, "succeeded", code=code, reference_no=ref_no, external_id=external_id
-            )
-        if code in TransactionStatus.UNSUCCESSFUL:
+        reported = status.amount.value if status.amount is not None else None
+        note = (
+            f"DOKU reports amount {reported}, planned {item.amount}: reconcile the difference"
+            if reported is not None and reported != item.amount
+            else ""
+        )
+        state = PayoutState.from_check_status(code)
+        if state is None:
             return self._finish(
                 item,
-                "failed",
+                "unknown",
                 code=code,
-                message=status.transaction_status_desc or status.status_description,
-                reference_no=ref_no,
+                message=f"undocumented status {code!r}",
                 external_id=external_id,
             )
-        if code in TransactionStatus.IN_PROGRESS:
-            return self._finish(
-                item, "pending", code=code, reference_no=ref_no, external_id=external_id
-            )
+        message = note
+        if state in (PayoutState.FAILED, PayoutState.REFUNDED):
+            desc = status.transaction_status_desc or status.status_description
+            message = f"{desc}; {note}" if note else desc
         return self._finish(
-            item,
-            "unknown",
-            code=code,
-            message=f"undocumented status {code!r}",
-            external_id=external_id,
+            item, state, code=code, message=message, reference_no=ref_no, external_id=external_id
         )
 
     async def _wait_final(
@@ -471,8 +482,10 @@ class BulkRunner:
         for _ in range(self.RATE_LIMIT_ROUNDS - 1):
             try:
                 return await self._pay_once(item, checked, external_id)
-            except _RateLimited as exc:
-                external_id = exc.external_id
+            except _RateLimited:
+                # Nothing was processed: the next round sends under a fresh X-EXTERNAL-ID
+                # (journaled before it is sent), never the one DOKU already saw.
+                external_id = None
         try:
             return await self._pay_once(item, checked, external_id)
         except _RateLimited as exc:
@@ -537,6 +550,7 @@ class BulkRunner:
                     ),
                 ),
                 external_id,
+                confirm=False,  # confirmed below, under the run's rate limit
             )
         except TransferOutcomeUnknownError as exc:
             return self._finish(item, "unknown", message=exc.message, external_id=external_id)
@@ -558,42 +572,70 @@ class BulkRunner:
             return self._rejected(item, exc, external_id=external_id)
         except DokuError as exc:
             return self._rejected(item, exc, external_id=external_id)
-        if (
-            result.status == "success"
-            and result.status_response is None
-            and not self.wait_for_final
-        ):
+        if result.status_response is not None and result.response is None:
+            # Settled by the money rule through check status (the answer was unclear).
+            found = result.status_response
+            if found.transaction_status == TransactionStatus.SUCCESS and _earlier_transfer(
+                found, session_id
+            ):
+                return self._already_paid(item, found, external_id)
+            return await self._from_status(item, found, external_id)
+        # DOKU accepted it (2004300): accepted is not paid. Confirm it with one check status,
+        # under the run's rate limit, unless the client is told not to confirm.
+        if not self.client.confirm_transfers:
             return self._finish(
                 item,
-                "succeeded",
+                "accepted",
                 code="2004300",
+                message="accepted by DOKU; not confirmed (confirm_transfers is off)",
                 reference_no=result.reference_no,
                 external_id=external_id,
             )
-        if result.status_response is not None:
-            return await self._from_status(item, result.status_response, external_id)
-        if self.wait_for_final:
-            await self.limiter.acquire()
-            try:
-                status = await kirim.check_status(
-                    original_partner_reference_no=item.reference, original_external_id=external_id
-                )
-            except (AuthenticationError, ConfigurationError):
-                raise
-            except DokuError as exc:
-                # Accepted, but the final status is not confirmed (an UNPAID transfer can
-                # still fail): pending, so a resumed run settles it.
-                return self._finish(
-                    item,
-                    "pending",
-                    code="2004300",
-                    message=f"accepted; final status not confirmed ({type(exc).__name__})",
-                    reference_no=result.reference_no,
-                    external_id=external_id,
-                )
-            return await self._from_status(item, status, external_id)
+        await self.limiter.acquire()
+        try:
+            status = await kirim.check_status(
+                original_partner_reference_no=item.reference, original_external_id=external_id
+            )
+        except (AuthenticationError, ConfigurationError):
+            raise
+        except DokuError as exc:
+            status = None
+            problem = type(exc).__name__
+        else:
+            problem = "not found yet"
+        if status is None or status.transaction_status == TransactionStatus.NOT_FOUND:
+            # Accepted, but DOKU's confirmation is not to be had now: a reconcile or a
+            # resumed run settles it.
+            return self._finish(
+                item,
+                "accepted",
+                code="2004300",
+                message=f"accepted by DOKU; final status not confirmed ({problem})",
+                reference_no=result.reference_no,
+                external_id=external_id,
+            )
+        return await self._from_status(item, status, external_id)
+
+    def _already_paid(
+        self, item: PayoutItem, status: CheckStatusResponse, external_id: str | None
+    ) -> ItemResult:
+        """DOKU holds a paid transfer under this reference that this run did not send (its
+        inquiry session differs): paid before this run, never paid again."""
+        reported = status.amount.value if status.amount is not None else None
+        message = (
+            "already paid before this run: DOKU holds a paid transfer under this reference "
+            "(the journal had no record of it); not paid again"
+        )
+        if reported is not None and reported != item.amount:
+            message += f"; DOKU reports amount {reported}, planned {item.amount}: reconcile"
         return self._finish(
-            item, "succeeded", reference_no=result.reference_no, external_id=external_id
+            item,
+            "succeeded",
+            code=status.transaction_status,
+            message=message,
+            reference_no=status.original_reference_no,
+            external_id=external_id,
+            already_paid=True,
         )
 
     def _rejected(self, item: PayoutItem, exc: DokuError, *, external_id: str | None) -> ItemResult:
@@ -624,6 +666,7 @@ class BulkRunner:
         reference_no: str | None = None,
         external_id: str | None = None,
         retryable: bool = False,
+        already_paid: bool = False,
     ) -> ItemResult:
         if self.journal is not None:
             state = "retry" if status == "failed" and retryable else status
@@ -640,4 +683,5 @@ class BulkRunner:
             external_id=external_id,
             line=item.line,
             retryable=retryable,
+            already_paid=already_paid,
         )

@@ -321,19 +321,28 @@ class CheckStatusResponse(SnapResponse, kw_only=True):
 
 
 class TransferResult(msgspec.Struct, kw_only=True):
-    """What ``transfer_bank`` settled on.
+    """What ``transfer_bank`` settled on, in the states of :class:`~doku_async.PayoutState`.
 
     Attributes:
-        status: ``"success"`` (DOKU accepted or completed it) or ``"pending"`` (it exists and
-            is still being processed: watch for the notification or check status later).
+        status: ``"succeeded"`` only once DOKU confirmed the payout (check status ``00``);
+            ``"accepted"`` when DOKU accepted it (``2004300``) and no confirmation was had (or
+            asked for: ``confirm=False``); ``"pending"`` while DOKU says initiated, paying or
+            unpaid (it can still fail: watch for the notification or reconcile);
+            ``"refunded"`` when its money already came back. A failed or canceled transfer
+            raises :class:`~doku_async.TransferFailedError` instead (nothing paid).
         partner_reference_no: your reference, the transfer's idempotency key.
-        external_id: the ``X-EXTERNAL-ID`` the transfer was sent with.
-        reference_no: DOKU's reference, when known.
-        transaction_status: ``latestTransactionStatus`` when settled through check status.
+        external_id: the ``X-EXTERNAL-ID`` of the transfer's last send.
+        reference_no: DOKU's reference (``referenceNo``, e.g. ``DK0018353``), when known: a
+            Refund notification names the payout by it alone, so keep it with your record.
+        transaction_status: ``latestTransactionStatus`` of the check status that settled it.
         response: DOKU's transfer answer, when one arrived.
-        status_response: the check-status answer that settled the outcome, if one was needed.
-        resent: the transfer was sent a second time, with the same references, after check
-            status reported it not found.
+        status_response: the check-status answer that confirmed or settled the outcome.
+        resent: the transfer was sent a second time, with the same ``partnerReferenceNo``,
+            after check status reported it not found.
+        reported_amount: the amount check status reported for this reference when it differs
+            from the amount sent (a fee included, or the reference used before for another
+            amount); ``None`` when they agree. DOKU's status for the reference stands either
+            way: reconcile the difference, never pay again.
     """
 
     status: str
@@ -344,8 +353,10 @@ class TransferResult(msgspec.Struct, kw_only=True):
     response: TransferBankResponse | None = None
     status_response: CheckStatusResponse | None = None
     resent: bool = False
+    reported_amount: Decimal | None = None
 
     @property
     def succeeded(self) -> bool:
-        """``status == "success"``."""
-        return self.status == "success"
+        """Whether DOKU confirmed the payout (``status == "succeeded"``); an accepted or
+        pending transfer is not (yet) paid."""
+        return self.status == "succeeded"

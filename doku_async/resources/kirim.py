@@ -124,7 +124,8 @@ class Kirim:
             partner_reference_no: your reference for the inquiry (at most 64 characters).
             customer_number: the sender's phone number in ``62...`` form.
             beneficiary_account_number: the destination account (digits, at most 32).
-            beneficiary_bank_code: the destination bank code, e.g. ``"014"``.
+            beneficiary_bank_code: the destination bank's three-digit code, e.g. ``"014"``; it
+                must be in the client's ``bank_codes`` table.
             beneficiary_account_name: the name you expect on the account (DOKU rejects empty).
             amount: the amount you intend to send (``Decimal``, int or str; 2 decimals at most).
             currency: ISO currency, ``"IDR"``.
@@ -143,8 +144,8 @@ class Kirim:
             ),
             additional_info=AccountInquiryAdditionalInfo(
                 channel_code=check_channel_code(channel_code),
-                beneficiary_bank_code=v.digits(
-                    "beneficiary_bank_code", beneficiary_bank_code, max_len=8
+                beneficiary_bank_code=v.bank_code(
+                    "beneficiary_bank_code", beneficiary_bank_code, self._client.bank_codes
                 ),
                 beneficiary_account_name=v.text(
                     "beneficiary_account_name", beneficiary_account_name, max_len=100
@@ -212,6 +213,7 @@ class Kirim:
         sender_personal_id_type: str | None = None,
         remark: str | None = None,
         external_id: str | None = None,
+        confirm: bool | None = None,
     ) -> TransferResult:
         """Send money to a bank account, under the money rule.
 
@@ -225,7 +227,8 @@ class Kirim:
             partner_reference_no: your unique reference (at most 64 characters).
             customer_number: the sender's phone number in ``62...`` form.
             beneficiary_account_number: destination account (digits, at most 32).
-            beneficiary_bank_code: destination bank code, e.g. ``"014"``.
+            beneficiary_bank_code: destination bank's three-digit code, e.g. ``"014"``; it must
+                be in the client's ``bank_codes`` table.
             amount: positive, at most 2 decimals (``Decimal``, int or str; never float).
             currency: ISO currency, ``"IDR"``.
             session_id: the account inquiry's ``session_id`` (at most 25 characters).
@@ -245,15 +248,21 @@ class Kirim:
             external_id: the ``X-EXTERNAL-ID`` to send (digits, at most 36); default a fresh
                 random one. Pass your own when you journal it before sending, so a crashed
                 run can settle this transfer by its references.
+            confirm: follow DOKU's ``2004300`` ("accepted") with one check status, so the
+                result says ``"succeeded"`` only for a payout DOKU confirmed; default from the
+                client (``confirm_transfers``, on). ``False`` saves that call and returns
+                ``"accepted"``.
 
         Returns:
-            A :class:`TransferResult` with ``status`` ``"success"`` or ``"pending"``.
+            A :class:`TransferResult` whose ``status`` is ``"succeeded"``, ``"accepted"``,
+            ``"pending"`` or ``"refunded"`` (see :class:`PayoutState`); only ``succeeded`` is
+            a confirmed payout.
 
         Raises:
             RequestValidationError: bad argument; nothing was sent.
             BusinessRejectionError: and the other :class:`DokuAPIError` subclasses when DOKU
                 definitely rejected it (nothing was paid).
-            TransferFailedError: check status reports it failed, refunded or canceled.
+            TransferFailedError: check status reports it failed or canceled (nothing paid).
             TransferOutcomeUnknownError: the outcome could not be settled; carries the references.
         """
         extra = {
@@ -280,8 +289,8 @@ class Kirim:
             beneficiary_account_number=v.digits(
                 "beneficiary_account_number", beneficiary_account_number, max_len=32
             ),
-            beneficiary_bank_code=v.digits(
-                "beneficiary_bank_code", beneficiary_bank_code, max_len=8
+            beneficiary_bank_code=v.bank_code(
+                "beneficiary_bank_code", beneficiary_bank_code, self._client.bank_codes
             ),
             amount=_amount(amount, currency),
             session_id=opt("session_id", session_id, max_len=25),
@@ -291,10 +300,10 @@ class Kirim:
         fixed_external_id = (
             None if external_id is None else v.digits("external_id", external_id, max_len=36)
         )
-        return await self._send_transfer(request, fixed_external_id)
+        return await self._send_transfer(request, fixed_external_id, confirm)
 
     async def _send_transfer(
-        self, request: TransferBankRequest, external_id: str | None
+        self, request: TransferBankRequest, external_id: str | None, confirm: bool | None = None
     ) -> TransferResult:
         """Send a validated transfer under the money rule (see :meth:`transfer_bank`)."""
         requester, ops = self._ops()
@@ -306,9 +315,16 @@ class Kirim:
             request.amount.value,
             TransferBankResponse,
             external_id,
+            self._client.confirm_transfers if confirm is None else confirm,
         )
         return build_result(
-            status, response, found, request.partner_reference_no, used_external_id, resent
+            status,
+            response,
+            found,
+            request.partner_reference_no,
+            used_external_id,
+            resent,
+            request.amount.value,
         )
 
     async def check_status(
@@ -330,7 +346,9 @@ class Kirim:
 
         Returns:
             The answer; ``transaction_status`` is ``"00"`` success ... ``"07"`` not found (see
-            :class:`TransactionStatus`).
+            :class:`TransactionStatus`). DOKU's ``404xx01`` "Transaction Not Found" error
+            answer also comes back as ``"07"`` (its code in ``response_code``), never raised:
+            "not found" has one meaning across the SDK.
         """
         request = CheckStatusRequest(
             original_partner_reference_no=_partner_ref(
@@ -352,9 +370,6 @@ class Kirim:
             ),
         )
         requester, ops = self._ops()
-        return await requester.read(
-            ops["check_status"],
-            _serde.encode(request),
-            CheckStatusResponse,
-            references={"originalPartnerReferenceNo": request.original_partner_reference_no},
+        return await requester.check_status(
+            ops["check_status"], _serde.encode(request), request.original_partner_reference_no
         )

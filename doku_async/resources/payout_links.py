@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from .. import _serde
 from .. import _validation as v
-from .._exceptions import DokuAPIError
+from .._exceptions import DokuAPIError, DokuError
 from ..models.payout_link import (
     PayoutLinkInitiateRequest,
     PayoutLinkResponse,
@@ -75,11 +75,16 @@ class PayoutLinks(NonSnapResource):
         requester, ops = self._requester()
 
         async def resolve() -> PayoutLinkResponse | None:
+            # None only when DOKU says the link does not exist (404); anything unclear raises.
             try:
                 found = await self.status(reference_id=request.reference_id)
-            except DokuAPIError:
-                return None
-            return found if found.is_result() else None
+            except DokuAPIError as exc:
+                if exc.http_status == 404:
+                    return None
+                raise
+            if not found.is_result():
+                raise DokuError("the status answer names no payout link")
+            return found
 
         return await requester.call(
             ops["payout_link_initiate"],

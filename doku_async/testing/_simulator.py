@@ -16,7 +16,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -29,7 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import _constants as C
 from .. import _serde
+from .._banks import BankCodes
 from .._client import DokuClient
+from .._names import names_match
 from .._signing import (
     HmacKey,
     body_sha256_hex,
@@ -62,6 +64,12 @@ _TWO = Decimal("0.01")
 REFUND_ACCOUNT = "7746555134"
 UNPAID_MARKER = "12345"
 FAILING_BANK = "002"
+RENAMED_ACCOUNT_SUFFIX = "99999"
+"""Account numbers ending in this have a registered name unlike the one sent (see below)."""
+RENAMED_ACCOUNT_NAME = "BUDI SANTOSO"
+"""The name the bank has for a :data:`RENAMED_ACCOUNT_SUFFIX` account ..."""
+RENAMED_ACCOUNT_OTHER_NAME = "SITI AMINAH"
+"""... or this one, when the name sent matches ``BUDI SANTOSO``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +211,23 @@ class DokuSimulator:
             In every variant the token answer's ``additionalInfo`` is ``""``, check status
             sends ``serviceCode`` ``43`` and ``originalResponseCode`` ``0`` as numbers and a
             malformed ``transactionDate``, and a transfer's ``additionalInfo.amount`` is text.
+        bank_codes: the bank codes it accepts, :meth:`BankCodes.default` when omitted (the
+            table the client checks). An account inquiry or transfer to any other code gets
+            DOKU's HTTP 400 ``400{service}01`` "Invalid Field Format beneficiaryBankCode".
+            ``sim.client()`` passes a customised table on to the client.
+        registered_names: account number to the name its bank has registered, answered as
+            the account inquiry's ``beneficiaryAccountName`` whatever name was sent (give it in
+            DOKU's style: uppercase, possibly cut short). Other accounts answer the name that
+            was sent, uppercased.
+
+    Magic values (as in DOKU's sandbox, plus one of its own): a transfer to an account number
+    containing ``12345`` stays UNPAID (``03``) and later turns FAILED (bank ``002``) or SUCCESS
+    (any other bank), with an Unpaid notification; account ``7746555134`` is paid and then
+    refunded, with a Refund notification. An account number ending in ``99999``
+    (:data:`RENAMED_ACCOUNT_SUFFIX`) is registered to someone else: its account inquiry answers
+    ``beneficiaryAccountName`` ``"BUDI SANTOSO"``, or ``"SITI AMINAH"`` when the name sent
+    matches ``BUDI SANTOSO`` (:func:`~doku_async.names_match`), so a name check always has a
+    mismatch to find (``registered_names`` wins over it).
     """
 
     def __init__(
@@ -222,6 +247,8 @@ class DokuSimulator:
         sign_responses: bool = True,
         payout_link_scheme: str = "sha256",
         shapes: str = "docs",
+        bank_codes: BankCodes | None = None,
+        registered_names: Mapping[str, str] | None = None,
     ) -> None:
         if shapes not in ANSWER_SHAPES:
             raise ValueError(f"shapes must be one of {', '.join(ANSWER_SHAPES)}, not {shapes!r}")
@@ -237,6 +264,8 @@ class DokuSimulator:
         self.retry_schedule = retry_schedule
         self.max_clock_skew = max_clock_skew
         self.sign_responses = sign_responses
+        self.bank_codes = BankCodes.default() if bank_codes is None else bank_codes
+        self.registered_names: dict[str, str] = dict(registered_names or {})
         creds = self.credentials
         self._public_key = load_public_key(creds.public_key_pem)
         self._snap_key = HmacKey(creds.client_secret, "sha512")
@@ -314,12 +343,15 @@ class DokuSimulator:
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~doku_async.DokuClient` pointing here."""
         creds = self.credentials
-        return {
+        kwargs: dict[str, Any] = {
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
             "private_key": creds.private_key_pem,
             "base_url": self.base_url,
         }
+        if self.bank_codes != BankCodes.default():
+            kwargs["bank_codes"] = self.bank_codes
+        return kwargs
 
     def client(self, **overrides: Any) -> DokuClient:
         """A :class:`~doku_async.DokuClient` for this simulator (``overrides`` win)."""
@@ -626,6 +658,8 @@ class DokuSimulator:
         ):
             if not isinstance(value, str) or not value:
                 raise _snap_error(400, service, "02", f"Invalid Mandatory Field {name}")
+        bank = info["beneficiaryBankCode"]
+        bank_name = self._bank_name(bank, service)
         session_id = self._next("I", 16)
         self._sessions[session_id] = False
         value = _money(amount["value"], service)
@@ -651,15 +685,35 @@ class DokuSimulator:
                 "referenceNo": session_id,
                 "partnerReferenceNo": body.get("partnerReferenceNo", ""),
                 "beneficiaryAccountNumber": body["beneficiaryAccountNumber"],
-                "beneficiaryAccountName": info["beneficiaryAccountName"].upper(),
-                "beneficiaryBankCode": info["beneficiaryBankCode"],
-                "beneficiaryBankShortName": f"BANK {info['beneficiaryBankCode']}",
-                "beneficiaryBankName": f"Bank {info['beneficiaryBankCode']}",
+                "beneficiaryAccountName": self._registered_name(
+                    body["beneficiaryAccountNumber"], info["beneficiaryAccountName"]
+                ),
+                "beneficiaryBankCode": bank,
+                "beneficiaryBankShortName": bank_name,
+                "beneficiaryBankName": bank_name,
                 "amount": {"value": f"{value}", "currency": amount["currency"]},
                 "sessionId": session_id,
                 "additionalInfo": extra,
             },
         )
+
+    def _bank_name(self, code: str, service: str) -> str:
+        """The bank's name, or DOKU's invalid-field answer for a code it does not know."""
+        name = self.bank_codes.name_of(code)
+        if name is None:
+            raise _snap_error(400, service, "01", "Invalid Field Format beneficiaryBankCode")
+        return name
+
+    def _registered_name(self, account: str, sent: str) -> str:
+        """The name the account's bank has: ``registered_names``, the magic account, or the
+        name that was sent (uppercased, as DOKU answers)."""
+        if account in self.registered_names:
+            return self.registered_names[account]
+        if account.endswith(RENAMED_ACCOUNT_SUFFIX):
+            if names_match(sent, RENAMED_ACCOUNT_NAME).ok:
+                return RENAMED_ACCOUNT_OTHER_NAME
+            return RENAMED_ACCOUNT_NAME
+        return sent.upper()
 
     def _balance_inquiry(self, body: dict[str, Any], external_id: str, service: str) -> _Reply:
         account = body.get("accountNo")
@@ -705,6 +759,7 @@ class DokuSimulator:
         value = _money(value_text, service)
         if value <= 0:
             raise _snap_error(400, service, "01", "Invalid Field Format amount.value")
+        self._bank_name(body["beneficiaryBankCode"], service)
         reference = body["partnerReferenceNo"]
         session_id = body.get("sessionId") or ""
         if reference in self.transfers:

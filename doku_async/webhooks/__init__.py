@@ -1,16 +1,20 @@
 """Receiving Kirim DOKU notifications: verification (framework-free) and an aiohttp sub-app.
 
-::
+A notification is a trigger, not the truth: its legacy signature does not cover the body. In
+confirm mode (recommended) the app asks check status and hands over DOKU's answer::
 
     from aiohttp import web
-    from doku_async.webhooks import create_webhook_app
+    from doku_async.webhooks import ConfirmedNotification, create_webhook_app
 
-    async def on_unpaid(n):  # an UnpaidNotification
-        ...
+    async def on_confirmed(c: ConfirmedNotification) -> None:
+        ...  # act on c.confirmed_status ("00" success, "06" failed, "04" refunded...)
 
     app = web.Application()
     app.add_subapp("/doku/", create_webhook_app(
-        agent_key="A41418", encryption_keys="627054fevj1sutvs", on_unpaid=on_unpaid))
+        agent_key="A41418", encryption_keys="627054fevj1sutvs",
+        confirm_with=doku,  # a DokuClient
+        reference_lookup=partner_reference_for,  # async: referenceNo -> partnerReferenceNo
+        on_confirmed=on_confirmed))
 """
 
 from ..models.notifications import (
@@ -21,7 +25,14 @@ from ..models.notifications import (
     parse_process_date,
 )
 from ._app import BACKGROUND_TASKS, WEBHOOK_CONFIG, WebhookConfig, create_webhook_app
+from ._confirm import (
+    ConfirmedNotification,
+    ConfirmFunction,
+    PartnerReferenceField,
+    ReferenceLookup,
+)
 from ._dedup import DedupStore, MemoryDedupStore
+from ._network import NetworkAllowList
 from ._snap_inbound import (
     SnapInbound,
     SnapNotificationVerifier,
@@ -30,6 +41,7 @@ from ._snap_inbound import (
     SnapTokenStore,
 )
 from ._verify import (
+    KIRIM_REQUEST_ID_PATTERN,
     AesSignatureVerifier,
     NotificationParseError,
     NotificationRequestVerifier,
@@ -42,15 +54,21 @@ from ._verify import (
 
 __all__ = [
     "BACKGROUND_TASKS",
+    "KIRIM_REQUEST_ID_PATTERN",
     "WEBHOOK_CONFIG",
     "AesSignatureVerifier",
+    "ConfirmFunction",
+    "ConfirmedNotification",
     "DedupStore",
     "MemoryDedupStore",
+    "NetworkAllowList",
     "Notification",
     "NotificationParseError",
     "NotificationRequestVerifier",
     "NotificationStatus",
     "NotificationVerifier",
+    "PartnerReferenceField",
+    "ReferenceLookup",
     "RefundNotification",
     "SnapInbound",
     "SnapNotificationVerifier",

@@ -5,23 +5,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .._client import DokuClient
 from .._exceptions import ConfigurationError
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
+from ._confirm import (
+    ConfirmedNotification,
+    Confirmer,
+    ConfirmFunction,
+    PartnerReferenceField,
+    ReferenceLookup,
+    Refusal,
+)
 from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
+from ._network import NetworkAllowList, NetworkSpec
 from ._snap_inbound import SnapInbound
 from ._verify import (
+    DEFAULT,
     AesSignatureVerifier,
     NotificationKind,
     NotificationParseError,
     NotificationVerifier,
     WebhookVerificationError,
+    _Default,
     verify_and_parse,
 )
 
@@ -32,6 +46,17 @@ log = logging.getLogger("doku_async.webhooks")
 UnpaidHandler = Callable[[UnpaidNotification], Awaitable[object]]
 RefundHandler = Callable[[RefundNotification], Awaitable[object]]
 NotificationHandler = Callable[[Notification], Awaitable[object]]
+ConfirmedHandler = Callable[[ConfirmedNotification], Awaitable[object]]
+
+
+class _Delivered(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def transaction_id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Delivered)
 
 _encoder = msgspec.json.Encoder()
 
@@ -49,10 +74,19 @@ class WebhookConfig:
     dedup_ttl: float
     max_body_size: int
     drain_timeout: float
+    confirmer: Confirmer | None = None
+    """Confirm mode: how outcomes are confirmed with check status (``None``: legacy mode)."""
+    on_confirmed: ConfirmedHandler | None = None
+    network: NetworkAllowList | None = None
+    """The source allow-list, if any."""
     inflight: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     processed: int = field(default=0)
     duplicates: int = field(default=0)
     rejected: int = field(default=0)
+    unconfirmed: int = field(default=0)
+    """Confirm mode: notifications not handed over (not found, mismatch, check status down)."""
+    disagreements: int = field(default=0)
+    """Confirm mode: handed over with a claimed status DOKU contradicted."""
 
 
 WEBHOOK_CONFIG = web.AppKey("doku_webhook_config", WebhookConfig)
@@ -120,6 +154,41 @@ def _callback_for(cfg: WebhookConfig, notification: Notification) -> Notificatio
     return specific if specific is not None else cfg.on_notification
 
 
+async def _claim(cfg: WebhookConfig, keys: Sequence[str]) -> bool | None:
+    """Claim ``keys``: ``True`` claimed, ``False`` already handled, ``None`` store failed.
+
+    A copy that arrives while the first is still being handled waits for its outcome: if that
+    fails, this copy is handled instead of being lost.
+    """
+    while True:
+        try:
+            claimed = await cfg.dedup_store.claim(keys, cfg.dedup_ttl)
+        except Exception:
+            log.exception("de-duplication store failed; answering 503 so DOKU retries")
+            return None
+        if claimed:
+            return True
+        running = next((cfg.inflight[k] for k in keys if k in cfg.inflight), None)
+        if running is None or await asyncio.shield(running):
+            return False
+
+
+@web.middleware
+async def _source_guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse (403) a request whose source is outside the allow-list, before anything else."""
+    cfg = request.app[WEBHOOK_CONFIG]
+    guard = cfg.network
+    if guard is not None and not guard.allows(
+        request.remote, request.headers.getall(guard.header, [])
+    ):
+        cfg.rejected += 1
+        log.warning("refused a request from outside allowed_networks")
+        return _reject(403, "source not allowed")
+    return await handler(request)
+
+
 def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         cfg = request.app[WEBHOOK_CONFIG]
@@ -164,36 +233,34 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             log.exception("notification verifier raised; answering 401")
             return _reject(401, "notification signature rejected")
         agent = notification.agent_key
-        keys = (
+        keys = [
             f"request:{agent}:{notification.request_id}",
             f"trx:{agent}:{kind}:{notification.transaction_id}:{notification.status}",
-        )
-        while True:
-            try:
-                claimed = await cfg.dedup_store.claim(keys, cfg.dedup_ttl)
-            except Exception:
-                log.exception("de-duplication store failed; answering 503 so DOKU retries")
-                return _reject(503, "temporarily unavailable; please retry")
-            if claimed:
-                break
-            running = next((cfg.inflight[k] for k in keys if k in cfg.inflight), None)
-            # A copy that arrives while the first is still being handled waits for its
-            # outcome: if that fails, this copy is handled instead of being lost.
-            if running is None or await asyncio.shield(running):
-                cfg.duplicates += 1
-                return _ack(notification.transaction_id, "01", "Already processed")
+        ]
+        claimed = await _claim(cfg, keys)
+        if claimed is None:
+            return _reject(503, "temporarily unavailable; please retry")
+        if not claimed:
+            cfg.duplicates += 1
+            return _ack(notification.transaction_id, "01", "Already processed")
         outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        held = list(keys)  # every key this delivery registered as in flight
         for key in keys:
             cfg.inflight[key] = outcome
         try:
-            response = await _hand_over(request, cfg, kind, notification, keys)
+            if cfg.confirmer is None:
+                response = await _hand_over(request, cfg, kind, notification, keys)
+            else:
+                response = await _confirm_and_hand_over(
+                    request, cfg, cfg.confirmer, notification, keys, outcome, held
+                )
             outcome.set_result(response.status == 200)
             return response
         except BaseException:
             outcome.set_result(False)
             raise
         finally:
-            for key in keys:
+            for key in held:
                 if cfg.inflight.get(key) is outcome:
                     del cfg.inflight[key]
 
@@ -205,45 +272,116 @@ async def _hand_over(
     cfg: WebhookConfig,
     kind: NotificationKind,
     notification: Notification,
-    keys: tuple[str, ...],
+    keys: Sequence[str],
 ) -> web.Response:
     """Run (or schedule) the user's callback; release the keys when it did not succeed."""
     callback = _callback_for(cfg, notification)
     if callback is None:
         log.warning("no handler registered for %s notifications; acknowledged", kind)
-    elif cfg.ack_first:
-        tasks = request.app[BACKGROUND_TASKS]
-        task = asyncio.create_task(_run_detached(callback, notification))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
     else:
-        try:
-            await callback(notification)
-        except asyncio.CancelledError:
-            # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
-            await asyncio.shield(cfg.dedup_store.release(keys))
-            raise
-        except Exception:
-            await cfg.dedup_store.release(keys)
-            log.exception(
-                "%s notification handler failed for %s; answering 500 so DOKU retries",
-                kind,
-                notification.transaction_id,
-            )
-            return _reject(500, "handler failed; please retry")
+        failed = await _run_callback(request, cfg, callback, notification, keys)
+        if failed is not None:
+            return failed
     cfg.processed += 1
     return _ack(notification.transaction_id, "00", "Successfully processed")
 
 
-async def _run_detached(callback: NotificationHandler, notification: Notification) -> None:
+async def _run_callback(
+    request: web.Request,
+    cfg: WebhookConfig,
+    callback: Callable[[_T], Awaitable[object]],
+    item: _T,
+    keys: Sequence[str],
+) -> web.Response | None:
+    """Run (or, in ``ack_first`` mode, schedule) ``callback(item)``; the 500 answer if it
+    failed, after releasing ``keys`` so DOKU's retry is handled."""
+    if cfg.ack_first:
+        tasks = request.app[BACKGROUND_TASKS]
+        task = asyncio.create_task(_run_detached(callback, item))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return None
     try:
-        await callback(notification)
+        await callback(item)
+    except asyncio.CancelledError:
+        # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
+        await asyncio.shield(cfg.dedup_store.release(keys))
+        raise
+    except Exception:
+        await cfg.dedup_store.release(keys)
+        log.exception(
+            "%s notification handler failed for %s; answering 500 so DOKU retries",
+            item.kind,
+            item.transaction_id,
+        )
+        return _reject(500, "handler failed; please retry")
+    return None
+
+
+async def _confirm_and_hand_over(
+    request: web.Request,
+    cfg: WebhookConfig,
+    confirmer: Confirmer,
+    notification: Notification,
+    keys: Sequence[str],
+    outcome: asyncio.Future[bool],
+    held: list[str],
+) -> web.Response:
+    """Confirm mode: ask check status, then hand the confirmed outcome to ``on_confirmed``.
+
+    Nothing reaches user code unconfirmed. De-duplication: besides the delivery's own keys,
+    each (transaction, confirmed status) is handed over once; when the body's claim disagrees
+    with DOKU, the (transaction, claimed status) key is released afterwards, so a forged claim
+    sent early cannot make DOKU's genuine notification look like a duplicate.
+    """
+    claim_key = keys[1]
+    try:
+        result = await confirmer.confirm(notification)
+        if isinstance(result, Refusal):
+            await cfg.dedup_store.release(keys)  # DOKU's retry (if genuine) is handled afresh
+            cfg.unconfirmed += 1
+            return _reject(result.status, result.message)
+        confirmed_key = (
+            f"confirmed:{notification.agent_key}:{notification.transaction_id}:"
+            f"{result.confirmed_status}"
+        )
+        claimed = await _claim(cfg, [confirmed_key])
+    except asyncio.CancelledError:
+        # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
+        await asyncio.shield(cfg.dedup_store.release(keys))
+        raise
+    if claimed is None:
+        await cfg.dedup_store.release(keys)
+        return _reject(503, "temporarily unavailable; please retry")
+    if result.disagrees:
+        cfg.disagreements += 1
+    if not claimed:
+        if result.disagrees:
+            await cfg.dedup_store.release([claim_key])
+        cfg.duplicates += 1
+        return _ack(notification.transaction_id, "01", "Already processed")
+    cfg.inflight[confirmed_key] = outcome
+    held.append(confirmed_key)
+    all_keys = [*keys, confirmed_key]
+    if cfg.on_confirmed is not None:
+        failed = await _run_callback(request, cfg, cfg.on_confirmed, result, all_keys)
+        if failed is not None:
+            return failed
+    if result.disagrees:
+        await cfg.dedup_store.release([claim_key])
+    cfg.processed += 1
+    return _ack(notification.transaction_id, "00", "Successfully processed")
+
+
+async def _run_detached(callback: Callable[[_T], Awaitable[object]], item: _T) -> None:
+    try:
+        await callback(item)
     except Exception:
         log.exception(
             "%s notification handler failed for %s (already acknowledged: reconcile it with "
             "check status)",
-            notification.kind,
-            notification.transaction_id,
+            item.kind,
+            item.transaction_id,
         )
 
 
@@ -269,6 +407,15 @@ def create_webhook_app(
     on_unpaid: UnpaidHandler | None = None,
     on_refund: RefundHandler | None = None,
     on_notification: NotificationHandler | None = None,
+    confirm_with: DokuClient | ConfirmFunction | None = None,
+    on_confirmed: ConfirmedHandler | None = None,
+    reference_lookup: ReferenceLookup | None = None,
+    partner_reference_field: PartnerReferenceField | None = None,
+    confirm_timeout: float = 20.0,
+    request_id_pattern: str | re.Pattern[str] | _Default | None = DEFAULT,
+    allowed_networks: Iterable[NetworkSpec] | None = None,
+    trusted_proxies: Iterable[NetworkSpec] = (),
+    proxy_header: str = "X-Forwarded-For",
     unpaid_path: str = "/kirim/unpaid",
     refund_path: str = "/kirim/refund",
     ack_first: bool = False,
@@ -283,19 +430,63 @@ def create_webhook_app(
     Mount it with ``app.add_subapp("/doku/", create_webhook_app(...))`` and register the
     resulting URLs (``/doku/kirim/unpaid``, ``/doku/kirim/refund``) with DOKU.
 
+    **Confirm mode (recommended)**: give ``confirm_with`` and ``on_confirmed``. A notification
+    is then only a trigger: after its signature checks out, the app asks DOKU's check status
+    and hands ``on_confirmed`` a :class:`ConfirmedNotification` carrying DOKU's status, never
+    the body's claim. Check status unreachable (connection error, timeout, 5xx, 429): 503, so
+    DOKU retries, and user code is not called. Transaction unknown (to your
+    ``reference_lookup``, or to DOKU: ``07`` / ``404xx01``): 404, not acknowledged (DOKU's
+    retries come back, bounded by its schedule; a forgery gets nothing). DOKU's answer naming
+    another transaction: 409. None of these reach user code. In legacy mode (``on_unpaid``,
+    ``on_refund``, ``on_notification``) the body's status, which the signature does not cover,
+    is handed over as it came: a warning is logged when such an app is created.
+
     Args:
         verifier: how notifications are authenticated; default the AES scheme built from
             ``agent_key`` and ``encryption_keys``.
         agent_key: your Kirim DOKU agent key (the ``agentKey`` header must match).
         encryption_keys: the 16-character encryption key, or several during a rotation.
-        on_unpaid: ``async`` callback for Unpaid notifications.
-        on_refund: ``async`` callback for Refund notifications.
-        on_notification: ``async`` callback for either, when the specific one is not set.
+        on_unpaid: legacy mode: ``async`` callback for Unpaid notifications, unconfirmed.
+        on_refund: legacy mode: ``async`` callback for Refund notifications, unconfirmed.
+        on_notification: legacy mode: ``async`` callback for either, when the specific one is
+            not set.
+        confirm_with: confirm mode: a :class:`~doku_async.DokuClient` (the app calls
+            ``kirim.check_status`` with the partner reference found through
+            ``reference_lookup`` or ``partner_reference_field``, and DOKU's ``referenceNo``),
+            or ``async confirm(transaction_id) -> CheckStatusResponse | None`` doing the
+            mapping and the call itself (``None``: the transaction is unknown to you).
+        on_confirmed: confirm mode: ``async`` callback receiving each
+            :class:`ConfirmedNotification` (Unpaid and Refund alike; ``.kind`` tells).
+        reference_lookup: with a ``DokuClient``: ``async lookup(reference_no) ->
+            partner_reference_no | None`` from your own records (``reference_no`` is the
+            notification's ``transactionId``, the ``referenceNo`` of your transfer's answer).
+            Required for Refund notifications, which carry nothing else.
+        partner_reference_field: with a ``DokuClient``, when the lookup is absent or returns
+            ``None``: an Unpaid body field taken as your ``partnerReferenceNo``. DOKU's page
+            describes ``sendTrxId`` in the very words it uses for ``partnerReferenceNo``
+            ("Transaction identifier on service consumer system, generated by partner", at most
+            64); ``invoiceNumber`` ("Transaction ID that have been updated", example
+            ``I088787987870912``) looks like the inquiry ``sessionId`` instead. Neither is
+            confirmed, and the body is not signed, so a reference read from it is accepted only
+            when DOKU's answer names the notification's ``transactionId`` as its
+            ``originalReferenceNo``. Default ``None``: only ``reference_lookup`` is used.
+        confirm_timeout: seconds for the whole confirmation; past it the answer is 503.
+        request_id_pattern: the ``requestId`` shape the default AES verifier accepts (default
+            :data:`KIRIM_REQUEST_ID_PATTERN`: UUID ``8-4-4-4-12`` or DOKU's ``8-4-4-16``);
+            other values get 401 before any signature comparison. ``None`` accepts any
+            printable text (not recommended). Give it to your own verifier instead when you
+            pass ``verifier``.
+        allowed_networks: accept requests only from these networks (CIDR text or
+            ``ipaddress`` networks); others get 403 before anything is read. Default: any.
+        trusted_proxies: peers whose ``proxy_header`` is believed (your reverse proxies); from
+            any other peer the header is ignored.
+        proxy_header: the header your trusted proxies append the client address to.
         unpaid_path: route of Unpaid notifications inside the app.
         refund_path: route of Refund notifications inside the app.
         ack_first: acknowledge at once and run the callback as a tracked background task
             (drained on shutdown); by default the acknowledgement waits for the callback, so a
-            failing callback answers 500 and DOKU retries.
+            failing callback answers 500 and DOKU retries. In confirm mode the confirmation
+            still comes first.
         dedup_store: where handled notifications are remembered; default in memory.
         dedup_ttl: how long to remember them (48 hours by default).
         max_body_size: larger bodies get 413.
@@ -307,10 +498,35 @@ def create_webhook_app(
     if verifier is None:
         if agent_key is None or encryption_keys is None:
             raise ConfigurationError("give a verifier, or agent_key and encryption_keys")
-        verifier = AesSignatureVerifier.single(agent_key, encryption_keys)
-    if on_unpaid is None and on_refund is None and on_notification is None:
-        raise ConfigurationError("register at least one of on_unpaid, on_refund, on_notification")
-    app = web.Application()
+        verifier = AesSignatureVerifier.single(
+            agent_key, encryption_keys, request_id_pattern=request_id_pattern
+        )
+    elif not isinstance(request_id_pattern, _Default):
+        raise ConfigurationError(
+            "request_id_pattern applies to the default verifier; give it to your verifier"
+        )
+    confirmer = _confirmer(
+        confirm_with,
+        on_confirmed=on_confirmed,
+        legacy=(on_unpaid, on_refund, on_notification),
+        reference_lookup=reference_lookup,
+        partner_reference_field=partner_reference_field,
+        timeout=confirm_timeout,
+    )
+    if confirmer is None:
+        log.warning(
+            "webhook app in legacy mode: notifications are handed over unconfirmed, and the "
+            "legacy signature does not cover their body; pass confirm_with= and on_confirmed= "
+            "(recommended)"
+        )
+    network = (
+        None
+        if allowed_networks is None
+        else NetworkAllowList(
+            allowed_networks, trusted_proxies=trusted_proxies, header=proxy_header
+        )
+    )
+    app = web.Application(middlewares=[_source_guard] if network is not None else [])
     app[WEBHOOK_CONFIG] = WebhookConfig(
         verifier=verifier,
         on_unpaid=on_unpaid,
@@ -321,6 +537,9 @@ def create_webhook_app(
         dedup_ttl=dedup_ttl,
         max_body_size=max_body_size,
         drain_timeout=drain_timeout,
+        confirmer=confirmer,
+        on_confirmed=on_confirmed,
+        network=network,
     )
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_route("*", unpaid_path, _handler("unpaid"))
@@ -328,3 +547,64 @@ def create_webhook_app(
     if snap_inbound is not None:
         app.router.add_route("*", snap_inbound.path, snap_inbound.handle)
     return app
+
+
+def _confirmer(
+    confirm_with: DokuClient | ConfirmFunction | None,
+    *,
+    on_confirmed: ConfirmedHandler | None,
+    legacy: tuple[object, ...],
+    reference_lookup: ReferenceLookup | None,
+    partner_reference_field: PartnerReferenceField | None,
+    timeout: float,
+) -> Confirmer | None:
+    """Check the confirm-mode arguments; the :class:`Confirmer`, or ``None`` in legacy mode."""
+    if confirm_with is None:
+        if on_confirmed is not None:
+            raise ConfigurationError("on_confirmed needs confirm_with (a DokuClient or callable)")
+        if reference_lookup is not None or partner_reference_field is not None:
+            raise ConfigurationError(
+                "reference_lookup and partner_reference_field need confirm_with"
+            )
+        if all(callback is None for callback in legacy):
+            raise ConfigurationError(
+                "register at least one of on_unpaid, on_refund, on_notification"
+            )
+        return None
+    if on_confirmed is None:
+        raise ConfigurationError("confirm mode hands outcomes to on_confirmed: register it")
+    if any(callback is not None for callback in legacy):
+        raise ConfigurationError(
+            "confirm mode calls only on_confirmed; drop on_unpaid, on_refund, on_notification"
+        )
+    if not timeout > 0:
+        raise ConfigurationError("confirm_timeout must be positive")
+    if partner_reference_field not in (None, "sendTrxId", "invoiceNumber"):
+        raise ConfigurationError('partner_reference_field: "sendTrxId", "invoiceNumber" or None')
+    if isinstance(confirm_with, DokuClient):
+        if reference_lookup is None and partner_reference_field is None:
+            raise ConfigurationError(
+                "confirm_with=DokuClient needs reference_lookup (referenceNo -> "
+                "partnerReferenceNo) or partner_reference_field"
+            )
+        return Confirmer(
+            client=confirm_with,
+            confirm=None,
+            reference_lookup=reference_lookup,
+            partner_reference_field=partner_reference_field,
+            timeout=timeout,
+        )
+    if not callable(confirm_with):
+        raise ConfigurationError("confirm_with: a DokuClient or an async callable")
+    if reference_lookup is not None or partner_reference_field is not None:
+        raise ConfigurationError(
+            "a confirm callable maps references itself: drop reference_lookup and "
+            "partner_reference_field"
+        )
+    return Confirmer(
+        client=None,
+        confirm=confirm_with,
+        reference_lookup=None,
+        partner_reference_field=None,
+        timeout=timeout,
+    )

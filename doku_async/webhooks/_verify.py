@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -15,6 +16,7 @@ from .._signing import AesKey, kirim_notification_signature
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 
 __all__ = [
+    "KIRIM_REQUEST_ID_PATTERN",
     "AesSignatureVerifier",
     "NotificationParseError",
     "NotificationRequestVerifier",
@@ -28,6 +30,44 @@ __all__ = [
 NotificationKind = Literal["unpaid", "refund"]
 
 _MAX_HEADER = 512
+
+_HEX = "[0-9a-fA-F]"
+KIRIM_REQUEST_ID_PATTERN = (
+    f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-(?:{_HEX}{{4}}-{_HEX}{{12}}|{_HEX}{{16}})"
+)
+"""The ``requestId`` shapes the AES verifier accepts by default: 32 hex digits grouped as a
+UUID, ``8-4-4-4-12`` (``3f2c9a4e-1b7d-4c21-9e0f-5a6b7c8d9e0f``), or ``8-4-4-16`` as in DOKU's own
+example (``fd53b1e3-9c35-4dfa-a95ca8dbc5695485``, a UUID missing its last dash); either case.
+The whole header must match. Pass ``request_id_pattern=`` if your DOKU account sends another
+shape, or ``None`` to accept any printable text (not recommended: see the README, "What a
+notification proves")."""
+
+
+class _Default:
+    """Marks an argument left at its default."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+"""Sentinel: "use the default" (``request_id_pattern``)."""
+
+
+def compile_request_id_pattern(
+    pattern: str | re.Pattern[str] | _Default | None,
+) -> re.Pattern[str] | None:
+    """The compiled ``requestId`` pattern (``DEFAULT``: :data:`KIRIM_REQUEST_ID_PATTERN`)."""
+    if isinstance(pattern, _Default):
+        pattern = KIRIM_REQUEST_ID_PATTERN
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigurationError(
+            f"request_id_pattern is not a valid regular expression: {exc}"
+        ) from None
 
 
 class WebhookVerificationError(SignatureVerificationError):
@@ -84,11 +124,21 @@ class AesSignatureVerifier:
     agentKey + requestId))``, compared in constant time.
 
     ``keys`` maps each accepted agent key to its encryption key or keys (several during a
-    rotation). The scheme does not cover the body, which is why the receiver also checks the
-    agent key, de-duplicates on ``requestId`` and should confirm outcomes with check status.
+    rotation). The scheme does not cover the body, and ECB lets blocks of captured signatures
+    be spliced into valid signatures for new ``requestId`` values: the receiver checks the agent
+    key, refuses a ``requestId`` outside ``request_id_pattern`` before any comparison (default
+    :data:`KIRIM_REQUEST_ID_PATTERN`; ``None`` accepts any printable text up to 512
+    characters), de-duplicates on ``requestId``, and should confirm outcomes with check status
+    (``create_webhook_app(confirm_with=...)``).
     """
 
-    def __init__(self, keys: Mapping[str, str | Sequence[str]]) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, str | Sequence[str]],
+        *,
+        request_id_pattern: str | re.Pattern[str] | _Default | None = DEFAULT,
+    ) -> None:
+        self._request_id = compile_request_id_pattern(request_id_pattern)
         if not keys:
             raise ConfigurationError("AesSignatureVerifier needs at least one agent key")
         self._keys: dict[str, tuple[AesKey, ...]] = {}
@@ -99,17 +149,27 @@ class AesSignatureVerifier:
             self._keys[agent_key] = tuple(AesKey(key) for key in encs)  # checks key lengths
 
     @classmethod
-    def single(cls, agent_key: str, encryption_keys: str | Iterable[str]) -> AesSignatureVerifier:
+    def single(
+        cls,
+        agent_key: str,
+        encryption_keys: str | Iterable[str],
+        *,
+        request_id_pattern: str | re.Pattern[str] | _Default | None = DEFAULT,
+    ) -> AesSignatureVerifier:
         """One agent key with one encryption key, or several during a rotation."""
         keys = (encryption_keys,) if isinstance(encryption_keys, str) else tuple(encryption_keys)
-        return cls({agent_key: keys})
+        return cls({agent_key: keys}, request_id_pattern=request_id_pattern)
 
     def __repr__(self) -> str:
         return f"AesSignatureVerifier(agent_keys={sorted(self._keys)!r}, encryption_keys=***)"
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
-        """Check ``requestId``, ``agentKey`` and ``signature`` headers."""
+        """Check ``requestId`` (its shape first), ``agentKey`` and ``signature`` headers."""
         request_id = _header(headers, "requestId")
+        if self._request_id is not None and self._request_id.fullmatch(request_id) is None:
+            # Refused before any comparison: spliced from one captured signature, ECB blocks
+            # make valid signatures only for requestIds of other lengths or layouts.
+            raise WebhookVerificationError("requestId does not have the shape DOKU sends")
         agent_key = _header(headers, "agentKey")
         signature = _header(headers, "signature").encode("utf-8", "replace")
         encs = self._keys.get(agent_key)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import platform
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -41,7 +42,7 @@ from _matrix import (
     assert_first_run_results,
     assert_journal_matches_ledger,
     assert_never_paid_twice,
-    assert_one_external_id_per_reference,
+    assert_resends_keep_the_reference,
     assert_settled,
     client_options,
     closed_port,
@@ -51,6 +52,21 @@ from _matrix import (
     spread,
     unsettled,
     write_json,
+)
+from cli_process import (
+    KILL_DURING_PLAN,
+    cli,
+    committed_states,
+    finish,
+    kill,
+    killed_on_exit,
+    read_results,
+    sim_env,
+    start,
+    start_python,
+    transfer_refs,
+    wait_until,
+    write_items,
 )
 
 from doku_async import AuthenticationError, DokuClient
@@ -340,7 +356,7 @@ async def resume_and_prove(
         assert statuses["unknown"] == 0
         assert statuses["pending"] == 0
         assert_settled(journal, sim, batch, balance_before)
-        assert_one_external_id_per_reference(sim)
+        assert_resends_keep_the_reference(sim)
         counts = journal.counts()
         figures.update(
             succeeded=counts.get("succeeded", 0),
@@ -359,7 +375,7 @@ def check_first_run(
     assert {r.reference for r in results} <= batch.references
     assert_never_paid_twice(sim, batch)
     assert_journal_matches_ledger(journal, sim, batch)
-    assert_one_external_id_per_reference(sim)
+    assert_resends_keep_the_reference(sim)
     for result in results:
         entry = journal.get(result.reference)
         assert entry is not None
@@ -605,10 +621,10 @@ async def test_unconfirmed_transfer_is_not_reported_as_succeeded(
             assert sim.balance() == Decimal("1000000000.00")
             entry = journal.get(item.reference)
             assert entry is not None
-            # What happens: status "succeeded", journal "succeeded", summary.amount_paid
-            # 150000.00; a resume skips it, so the payee is never paid.
-            assert results[0].status == "pending"
-            assert entry.state == "pending"
+            # Accepted (2004300), and DOKU's confirmation could not be had: "accepted", never
+            # "succeeded" (which would make a resume skip it: the payee never paid).
+            assert results[0].status == "accepted"
+            assert entry.state == "accepted"
 
 
 async def test_early_429_without_a_rate_keeps_half_the_observed_rate() -> None:
@@ -669,3 +685,233 @@ async def test_rejected_credentials_stop_the_run_while_polling(
             skewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await skewer
+
+
+# ----------------------------------------------------------------------------- the journal
+
+
+def payees_skipped(sim: DokuSimulator, batch: Batch) -> int:
+    """Payees no transfer ever reached DOKU for (every item of a batch must be sent once)."""
+    return sum(1 for ref in batch.references if sim.transfer_count(ref) == 0)
+
+
+def journal_figures(name: str, describe: str, **figures: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "fault": describe,
+        "items": ITEMS,
+        "faults_injected": 1,
+        "unknowns_before_resume": 0,
+        "unknowns_after_resume": 0,
+        "verified": False,
+        **figures,
+    }
+    FIGURES[name] = entry
+    return entry
+
+
+def prove_settled(sim: DokuSimulator, batch: Batch, path: Path, balance_before: Decimal) -> None:
+    with closing(Journal(path, lock=False)) as journal:
+        assert_settled(journal, sim, batch, balance_before)
+    assert payees_skipped(sim, batch) == 0
+
+
+def cli_run_args(csv_path: Path, db: Path, *extra: str) -> tuple[str, ...]:
+    return (
+        "payouts", "run", str(csv_path), "--journal", str(db), "--concurrency", str(CONCURRENCY),
+        "--wait-final", "--poll-interval", "0.05", *extra,
+    )  # fmt: skip
+
+
+def expected_exit(batch: Batch) -> int:
+    """The CLI's exit code once settled: 1 when DOKU failed some items, else 0."""
+    return 1 if batch.expected_failed else 0
+
+
+async def test_lost_journal_then_rerun_pays_nobody_twice(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """A run completes; its journal is deleted; the same items run again over a new journal.
+    Every transfer is refused by DOKU's uniqueness check (409), check status finds it, and the
+    item is reported paid before this run, not paid again and not paid by this run."""
+    batch = make_batch(ITEMS, "LOSTJ")
+    path = tmp_path / "run.db"
+    balance_before = sim.balance()
+    async with asyncio.timeout(TIMEOUT):
+        watch = Stopwatch()
+        with closing(Journal(path)) as journal:
+            async with sim.client(**client_options()) as doku:
+                await run_pass(doku, batch, journal)
+        await settle_simulator(sim)
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - test setup
+        with closing(Journal(path)) as journal:
+            async with sim.client(**client_options()) as doku:
+                results, runner = await run_pass(doku, batch, journal)
+        await settle_simulator(sim)
+        statuses = Counter(r.status for r in results)
+        already = sum(1 for r in results if r.already_paid)
+        figures = journal_figures(
+            "journal-lost",
+            "the journal deleted after a complete run; the same items run over a new journal",
+            first_run={"results": ITEMS},
+            resume={"seconds": watch.lap(), **statuses, "already_paid": already},
+            paid_twice=paid_twice(sim, batch.references),
+            payees_skipped=payees_skipped(sim, batch),
+        )
+        assert set(statuses) <= {"succeeded", "failed"}, statuses
+        for result in results:
+            if result.status == "succeeded":
+                assert result.already_paid, result
+            else:
+                assert result.reference in batch.expected_failed, result
+        assert already == ITEMS - len(batch.expected_failed)
+        assert runner.summary.amount_paid == Decimal("0.00")
+        prove_settled(sim, batch, path, balance_before)
+        figures["verified"] = True
+
+
+async def test_journal_copied_without_its_wal_then_resumed(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """``payouts run`` is SIGKILLed two thirds in; ``run.db`` is copied alone (no ``-wal``), as
+    a backup script that ignores the WAL would. The copy holds the state of the last checkpoint
+    (taken a third in): it lost the records of a third of the run. Resuming from the copy pays
+    nobody twice: the items it lost are found at DOKU and reported paid before this run."""
+    batch = make_batch(ITEMS, "WALCOPY")
+    csv_path = write_items(tmp_path / "p.csv", batch.items)
+    db, copy = tmp_path / "run.db", tmp_path / "copy.db"
+    balance_before = sim.balance()
+    env = sim_env(sim, tmp_path)
+    sim.inject("transfer_bank", "latency", delay=0.03, times=ITEMS)
+    async with asyncio.timeout(TIMEOUT):
+        watch = Stopwatch()
+        proc = await start(*cli_run_args(csv_path, db), env=env, cwd=tmp_path)
+        async with killed_on_exit(proc):
+            await wait_until(lambda: len(sim.transfers) >= ITEMS // 3)
+            checkpoint = sqlite3.connect(db)
+            try:
+                checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                checkpoint.close()
+            await wait_until(lambda: len(sim.transfers) >= 2 * ITEMS // 3)
+            await kill(proc)
+        copy.write_bytes(db.read_bytes())  # run.db alone, without run.db-wal
+        await settle_simulator(sim)
+        sim.faults.clear()
+        with_wal, alone = committed_states(db), committed_states(copy)
+        lost = sum(1 for ref, state in with_wal.items() if alone.get(ref) != state)
+        out = tmp_path / "out.csv"
+        resumed = await cli(
+            "payouts", "resume", str(copy), "--out", str(out), "--wait-final",
+            "--poll-interval", "0.05", env=env, cwd=tmp_path,
+        )  # fmt: skip
+        refused = resumed.returncode == 4
+        if refused:  # the copy lacks the plan itself: the same file completes it
+            assert "no record of a complete plan" in resumed.stderr, resumed
+            resumed = await cli(
+                *cli_run_args(csv_path, copy, "--out", str(out)), env=env, cwd=tmp_path
+            )
+        await settle_simulator(sim)
+        rows = read_results(out)
+        already = sum(1 for r in rows if r["status"] == "succeeded (already paid before this run)")
+        figures = journal_figures(
+            "journal-copied-without-wal",
+            "run SIGKILLed 2/3 in; run.db copied without its -wal (last checkpoint 1/3 in); "
+            "resumed from the copy",
+            records_lost_by_the_copy=lost,
+            resume={"seconds": watch.lap(), "refused_first": refused, "already_paid": already},
+            paid_twice=paid_twice(sim, batch.references),
+            payees_skipped=payees_skipped(sim, batch),
+        )
+        assert resumed.returncode == expected_exit(batch), resumed
+        assert "Traceback" not in resumed.stderr
+        assert lost > 0  # the copy really lost records
+        assert already > 0  # ...and the resume found them paid at DOKU
+        assert len(rows) == ITEMS
+        prove_settled(sim, batch, copy, balance_before)
+        figures["verified"] = True
+
+
+async def test_killed_while_planning_then_resumed(sim: DokuSimulator, tmp_path: Path) -> None:
+    """SIGKILL inside the planning transaction, half the rows written. The plan is all or
+    nothing: the resume is refused (nothing sent), the same file plans and pays everyone."""
+    batch = make_batch(ITEMS, "PLANKILL")
+    csv_path = write_items(tmp_path / "p.csv", batch.items)
+    db = tmp_path / "run.db"
+    balance_before = sim.balance()
+    env = sim_env(sim, tmp_path)
+    async with asyncio.timeout(TIMEOUT):
+        watch = Stopwatch()
+        proc = await start_python(
+            KILL_DURING_PLAN, str(csv_path), str(db), str(ITEMS // 2), "atomic", cwd=tmp_path
+        )
+        async with killed_on_exit(proc):
+            killed = await finish(proc)
+        assert killed.returncode == -9, killed
+        planned_after_kill = len(committed_states(db))
+        resumed = await cli("payouts", "resume", str(db), env=env, cwd=tmp_path)
+        sent_by_resume = len(sim.requests)
+        done = await cli(*cli_run_args(csv_path, db), env=env, cwd=tmp_path)
+        await settle_simulator(sim)
+        figures = journal_figures(
+            "killed-while-planning",
+            f"SIGKILL inside the plan's transaction after {ITEMS // 2} rows; resume; run again",
+            planned_after_kill=planned_after_kill,
+            resume={"exit": resumed.returncode, "requests": sent_by_resume},
+            run_again={"exit": done.returncode, "seconds": watch.lap()},
+            paid_twice=paid_twice(sim, batch.references),
+            payees_skipped=payees_skipped(sim, batch),
+        )
+        assert planned_after_kill == 0  # all or nothing
+        assert resumed.returncode == 4, resumed
+        assert "no record of a complete plan" in resumed.stderr
+        assert sent_by_resume == 0
+        assert done.returncode == expected_exit(batch), done
+        prove_settled(sim, batch, db, balance_before)
+        figures["verified"] = True
+
+
+async def test_two_processes_on_one_journal(sim: DokuSimulator, tmp_path: Path) -> None:
+    """A double-started cron job: a second ``payouts run`` and a ``payouts resume`` over the
+    journal of a live run are refused at once (exit 7, naming the holder); the first run pays
+    every item once."""
+    batch = make_batch(ITEMS, "TWOPROC")
+    csv_path = write_items(tmp_path / "p.csv", batch.items)
+    db = tmp_path / "run.db"
+    balance_before = sim.balance()
+    env = sim_env(sim, tmp_path)
+    # About 3 s of run (60 rounds of 4 transfers held 50 ms): the others start well inside it.
+    sim.inject("transfer_bank", "latency", delay=0.05, times=ITEMS)
+    async with asyncio.timeout(TIMEOUT):
+        watch = Stopwatch()
+        first = await start(
+            *cli_run_args(csv_path, db, "--concurrency", "4"), env=env, cwd=tmp_path
+        )
+        async with killed_on_exit(first):
+            await wait_until(lambda: len(sim.transfers) >= 10)
+            second, third = await asyncio.gather(
+                cli(*cli_run_args(csv_path, db), env=env, cwd=tmp_path),
+                cli("payouts", "resume", str(db), env=env, cwd=tmp_path),
+            )
+            still_running = first.returncode is None
+            result = await finish(first)
+        await settle_simulator(sim)
+        sends = Counter(transfer_refs(sim))
+        figures = journal_figures(
+            "two-processes",
+            "a second payouts run and a payouts resume started over a live run's journal",
+            refused=[second.returncode, third.returncode],
+            first_run={"exit": result.returncode, "seconds": watch.lap()},
+            transfer_requests=sum(sends.values()),
+            paid_twice=paid_twice(sim, batch.references),
+            payees_skipped=payees_skipped(sim, batch),
+        )
+        assert still_running
+        for refused in (second, third):
+            assert refused.returncode == 7, refused
+            assert f"in use by pid {first.pid} on host " in refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert result.returncode == expected_exit(batch), result
+        assert set(sends.values()) == {1}  # each reference sent once, by the first run
+        prove_settled(sim, batch, db, balance_before)
+        figures["verified"] = True

@@ -9,7 +9,10 @@ oracle, written from the README's rules, predicts each answer:
 
 * never a 5xx, whatever the sender does;
 * the callback is never called for anything that is not a validly signed, well-formed
-  notification;
+  notification whose ``requestId`` has the shape DOKU sends (32 hex digits as a UUID,
+  ``8-4-4-4-12``, or ``8-4-4-16`` like DOKU's example): any other ``requestId`` is a 401 even
+  with a signature that matches it, since ECB blocks of captured signatures can be spliced into
+  valid signatures for other lengths and layouts;
 * every reject is a 4xx with the receiver's JSON body (or, for bytes that are not HTTP at all,
   aiohttp's own 400 before the app runs);
 * a valid notification gets exactly ``{"status": true, "transactionId": ..., "responseCode":
@@ -29,6 +32,7 @@ import base64
 import contextlib
 import gzip
 import json
+import re
 import string
 import time
 from collections import Counter
@@ -73,6 +77,17 @@ CTL |= {0x7F}
 PARSER_LINE_LIMIT = 8190  # aiohttp's max_field_size
 LIMIT_OVER = 9000  # a header value this long never reaches the app
 DEEP = 3600  # JSON nesting deeper than any recursion limit in force
+
+# The requestId shapes the README documents (written here independently of the receiver).
+REQUEST_ID_SHAPE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-([0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16})"
+)
+
+
+def rid(family: int, n: int) -> str:
+    """A requestId in the shape DOKU sends, unique per (family, n)."""
+    return f"{family:08x}-0000-4000-8000-{n:012d}"
+
 
 REJECT_MESSAGES = {
     400: "invalid notification body",
@@ -424,11 +439,27 @@ def check_callback(
 
 # Any code point UTF-8 can carry (so no lone surrogates) except CR and LF.
 HEADER_CHARS = st.characters(codec="utf-8", exclude_characters="\r\n")
-REQUEST_IDS = st.one_of(
+DOKU_SHAPED_IDS = st.one_of(
     st.uuids().map(str),
+    st.uuids().map(lambda u: str(u)[:23] + str(u)[24:]),  # DOKU's example: 8-4-4-16
+    st.uuids().map(lambda u: str(u).upper()),
+)
+NEAR_MISS_IDS = st.one_of(  # one digit short or too many, a dash moved, braces, no dashes
+    st.uuids().map(lambda u: str(u)[:-1]),
+    st.uuids().map(lambda u: str(u) + "0"),
+    st.uuids().map(lambda u: str(u)[:7] + "-" + str(u)[7] + str(u)[9:]),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: u.hex),
+)
+OTHER_IDS = st.one_of(
     st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
     st.text(HEADER_CHARS, min_size=1, max_size=40),  # unicode, C1 controls, spaces, tabs...
     st.sampled_from(["0", "é", "请求", "a b", "\tpadded\t", " x ", "ñ" * 512, "z" * 513]),
+)
+# Mostly the shapes DOKU sends, so that genuine triples are common among the hostile ones
+# (weighted by sampling: st.one_of would flatten the families into equally likely branches).
+REQUEST_IDS = st.sampled_from([DOKU_SHAPED_IDS] * 4 + [NEAR_MISS_IDS, OTHER_IDS]).flatmap(
+    lambda family: family
 )
 NAME_VARIANTS = {
     b"requestId": [b"requestId", b"requestid", b"REQUESTID", b"RequestId"],
@@ -634,6 +665,8 @@ def header_oracle(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str | No
             return "401", None
         values.append(text)
     request_id, agent, sent = values
+    if REQUEST_ID_SHAPE.fullmatch(request_id) is None:
+        return "401", None
     if agent != AGENT:
         return "401", None
     if not any(signature(agent, request_id, key) == sent for key in ACCEPTED_KEYS):
@@ -876,7 +909,7 @@ def test_hostile_bodies() -> None:
             what, body, use_chunked = body_case(data, endpoint, transaction_id)
             if len(body) > MAX_BODY:  # size is checked before anything else is read
                 what = "too_large"
-            request_id = f"rid-body-{n:07d}"
+            request_id = rid(0xB0D1E5, n)
             path = UNPAID if endpoint == "unpaid" else REFUND
             before = len(receiver.recorder.calls)
             reply = receiver.send(
@@ -957,7 +990,7 @@ def test_hostile_request_shapes() -> None:
             decoded_size = len(body)
             encoding = data.draw(st.sampled_from([None, b"identity", b"gzip"]))
             wire = gzip.compress(body) if encoding == b"gzip" else body
-            request_id = f"rid-shape-{n:07d}"
+            request_id = rid(0x5A4E, n)
             headers = signed_headers(request_id)[1:]  # without its Content-Type
             signed_ok = data.draw(st.integers(0, 3)) > 0
             if not signed_ok:
@@ -1020,7 +1053,7 @@ def test_truncated_requests_never_reach_the_callback() -> None:
             n = next(counter)
             full = http_request(
                 UNPAID,
-                signed_headers(f"rid-cut-{n:07d}"),
+                signed_headers(rid(0xC07, n)),
                 dumps(unpaid_body(f"TX-C-{n:07d}")),
                 use_chunked=data.draw(st.booleans()),
             )
@@ -1058,8 +1091,8 @@ def test_duplicate_deliveries_match_the_model() -> None:
         def run(deliveries: list[tuple[str, int, int, object, str]]) -> None:
             n = next(counter)
             model = DedupModel()
-            for kind, rid, tid, status, mode in deliveries:
-                request_id = f"rid-dup-{n:07d}-{rid}"
+            for kind, rid_no, tid, status, mode in deliveries:
+                request_id = rid(0xD0B, n * 10 + rid_no)
                 transaction_id = f"TX-D-{n:07d}-{tid}"
                 body = (
                     unpaid_body(transaction_id, status)
@@ -1117,7 +1150,7 @@ async def test_storm_of_one_notification(same_request_id: bool, ack_first: bool)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def deliver(i: int, key: str = KEY) -> tuple[int, dict[str, Any]]:
-                request_id = "storm" if same_request_id else f"storm-{i}"
+                request_id = rid(0x5704, 0 if same_request_id else i + 1)
                 headers = sign_kirim_notification(
                     agent_key=AGENT, encryption_key=key, request_id=request_id
                 )
@@ -1164,7 +1197,7 @@ def deep_body() -> bytes:
 
 def test_deeply_nested_json_is_a_400() -> None:
     with Receiver() as receiver:
-        reply = receiver.send(http_request(UNPAID, signed_headers("rid-deep"), deep_body()))
+        reply = receiver.send(http_request(UNPAID, signed_headers(rid(0xDEE9, 1)), deep_body()))
         assert not receiver.recorder.calls
         assert_reject(reply, 400)
 
@@ -1179,7 +1212,7 @@ def test_corrupt_content_encoding_never_reaches_the_callback(encoding: bytes) ->
                 receiver.port,
                 http_request(
                     UNPAID,
-                    [*signed_headers("rid-enc"), (b"Content-Encoding", encoding)],
+                    [*signed_headers(rid(0xE2C, 1)), (b"Content-Encoding", encoding)],
                     b"this is not compressed",
                 ),
             )
@@ -1192,7 +1225,7 @@ def test_corrupt_content_encoding_never_reaches_the_callback(encoding: bytes) ->
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
 def test_corrupt_content_encoding_is_a_400(encoding: bytes, signed: bool) -> None:
-    headers = signed_headers("rid-enc") if signed else [(b"Content-Type", b"application/json")]
+    headers = signed_headers(rid(0xE2C, 1)) if signed else [(b"Content-Type", b"application/json")]
     with Receiver() as receiver:
         reply = receiver.runner.run(
             exchange(

@@ -398,12 +398,12 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
                 good = sign_kirim_notification(
                     agent_key=creds.agent_key,
                     encryption_key=creds.encryption_key,
-                    request_id="sec-notify-1",
+                    request_id="5ec00000-0000-4000-8000-000000000001",
                 )
                 bad = sign_kirim_notification(
                     agent_key=creds.agent_key,
                     encryption_key=WRONG_ENCRYPTION_KEY,
-                    request_id="sec-notify-2",
+                    request_id="5ec00000-0000-4000-8000-000000000002",
                 )
                 answers = []
                 for headers in (good, good, bad):
