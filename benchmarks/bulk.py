@@ -2,11 +2,14 @@
 
 Both sides talk to the same minimal loopback server (another process, the other core). The SDK
 side is ``BulkRunner(client, concurrency=N)`` over generated items: each item is one account
-inquiry plus one transfer, two requests. The bare side is one ``aiohttp.ClientSession`` with N
-tasks, each posting the SDK's own inquiry and transfer bytes and headers (captured once from
-the SDK and replayed), the same number of requests. Rounds alternate which side goes first.
-Reported: requests per second (wall) and client CPU per request (``process_time`` of this
-process; the server's CPU is not in it), medians and spread, and SDK/bare ratios.
+inquiry, one transfer and the check status that confirms it (an accepted transfer is not a paid
+one), three requests. The bare side is one ``aiohttp.ClientSession`` with N tasks, each posting
+the SDK's own three requests' bytes and headers (captured once from the SDK and replayed), the
+same number of requests. Rounds alternate which side goes first. Reported: requests per second
+(wall) and client CPU per request (``process_time`` of this process; the server's CPU is not in
+it), medians and spread, and SDK/bare ratios. At the targeted concurrencies the SDK also runs
+with ``confirm_transfers=False`` (two requests per item), side by side: what confirmation costs
+per item, in items per second and client CPU per item.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ TARGET_CONCURRENCIES = (16, 64)
 MIN_RATE_RATIO = 0.85
 MAX_CPU_RATIO = 1.2
 RUN_SECONDS = 20.0
+REQUESTS_PER_ITEM = 3
+"""Account inquiry, transfer, and the check status that confirms it."""
 
 Captured = list[tuple[str, bytes, dict[str, str]]]
 
@@ -89,8 +94,10 @@ async def capture_pair(client: DokuClient, item: PayoutItem) -> Captured:
     finally:
         del transport.post  # back to the class's method
     pair = [entry for entry in seen if "access-token" not in entry[0]]
-    if len(pair) != 2:
-        raise RuntimeError(f"expected an inquiry and a transfer, captured {len(pair)} requests")
+    if len(pair) != REQUESTS_PER_ITEM:
+        raise RuntimeError(
+            f"expected an inquiry, a transfer and a check status, captured {len(pair)} requests"
+        )
     return pair
 
 
@@ -108,13 +115,37 @@ async def sdk_run(
             yield item
 
     done = errors = 0
+    expected = "succeeded" if client.confirm_transfers else "accepted"
     with measured() as m:
         async with asyncio.timeout(seconds + 30):
             async for result in runner.results(bounded()):
                 done += 1
-                if result.status != "succeeded":
+                if result.status != expected:
                     errors += 1
-    return Sample(2 * done, m[0], m[1], errors=errors, capped=done < len(items))
+    per_item = REQUESTS_PER_ITEM if client.confirm_transfers else REQUESTS_PER_ITEM - 1
+    return Sample(per_item * done, m[0], m[1], errors=errors, capped=done < len(items))
+
+
+async def confirmation_cost(
+    server: ServerProcess, settings: Settings, concurrency: int, items: list[PayoutItem]
+) -> Paired:
+    """Items per item-second with confirmation on ("sdk") and off ("base"), alternating."""
+    paired = Paired([], [])
+    async with (
+        new_client(server.url) as confirmed,
+        new_client(server.url, confirm_transfers=False) as unconfirmed,
+    ):
+        for _, order in alternate(settings.rounds):
+            for side in order:
+                server.reset()
+                client = confirmed if side == "sdk" else unconfirmed
+                sample = await sdk_run(client, items, concurrency, RUN_SECONDS)
+                per_item = REQUESTS_PER_ITEM if side == "sdk" else REQUESTS_PER_ITEM - 1
+                as_items = Sample(
+                    sample.ops // per_item, sample.wall, sample.cpu, sample.errors, sample.capped
+                )
+                (paired.sdk if side == "sdk" else paired.base).append(as_items)
+    return paired
 
 
 async def bare_run(
@@ -180,14 +211,23 @@ async def _one_level(
 
 
 def _run_loop(
-    loop_name: str, factory: LoopFactory, server: ServerProcess, settings: Settings
+    loop_name: str,
+    factory: LoopFactory,
+    server: ServerProcess,
+    settings: Settings,
+    confirmation: dict[int, Paired],
 ) -> dict[int, tuple[Paired, dict[str, Any]]]:
     out: dict[int, tuple[Paired, dict[str, Any]]] = {}
 
     async def main() -> None:
         for concurrency in CONCURRENCIES:
             n = settings.scale(1000, 100) if concurrency == 1 else settings.scale(2000, 300)
-            out[concurrency] = await _one_level(server, settings, concurrency, make_items(n))
+            paired, extra = await _one_level(server, settings, concurrency, make_items(n))
+            if concurrency in TARGET_CONCURRENCIES:
+                cost = await confirmation_cost(server, settings, concurrency, make_items(n))
+                extra["confirmation"] = cost.to_json()
+                confirmation[concurrency] = cost
+            out[concurrency] = (paired, extra)
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
@@ -200,11 +240,16 @@ def run(settings: Settings) -> Result:
     with ServerProcess("minimal") as server:
         result.data["server"] = server.info
         for loop_name, factory in loop_factories():
-            levels = _run_loop(loop_name, factory, server, settings)
+            confirmation: dict[int, Paired] = {}
+            levels = _run_loop(loop_name, factory, server, settings, confirmation)
             for concurrency, (paired, extra) in levels.items():
                 key = f"{loop_name}/c{concurrency}"
                 result.data[key] = paired.to_json() | extra
                 result.rows.extend(_rows(loop_name, concurrency, paired))
+                if concurrency in confirmation:
+                    result.rows.extend(
+                        _confirmation_rows(loop_name, concurrency, confirmation[concurrency])
+                    )
     if len(loop_factories()) == 1:
         result.notes.append("uvloop is not installed: only the default asyncio loop was run.")
     result.seconds = time.perf_counter() - started
@@ -240,6 +285,36 @@ def _rows(loop_name: str, concurrency: int, paired: Paired) -> list[Row]:
             ratio_text(cpu_ratio, cpu_spread),
             f"≤ {MAX_CPU_RATIO}x bare" if targeted else "—",
             (cpu_ratio <= MAX_CPU_RATIO) if targeted else None,
+        ),
+    ]
+
+
+def _confirmation_rows(loop_name: str, concurrency: int, paired: Paired) -> list[Row]:
+    """What confirming each accepted transfer costs: items/s and client CPU per item, with
+    confirmation ("SDK" column) and without ("baseline" column)."""
+    rate_ratio, rate_spread = paired.ratio("rate")
+    cpu_ratio, cpu_spread = paired.ratio("cpu_us")
+    label = f"{loop_name}, concurrency {concurrency}"
+    note = f"{paired.errors()} errors" if paired.errors() else ""
+    return [
+        Row(
+            "2",
+            f"bulk items/s, confirmed vs confirm_transfers=False, {label}",
+            paired.stat("sdk", "rate").fmt(),
+            paired.stat("base", "rate").fmt(),
+            ratio_text(rate_ratio, rate_spread),
+            "— (3 requests per item vs 2)",
+            None,
+            note,
+        ),
+        Row(
+            "2",
+            f"bulk client CPU µs/item, confirmed vs unconfirmed, {label}",
+            paired.stat("sdk", "cpu_us").fmt(1),
+            paired.stat("base", "cpu_us").fmt(1),
+            ratio_text(cpu_ratio, cpu_spread),
+            "—",
+            None,
         ),
     ]
 

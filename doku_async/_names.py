@@ -205,6 +205,10 @@ def names_match(expected: str, registered: str, mode: NameCheckMode = "lenient")
         return result(True, "name check is off")
     exp, reg = normalize_name(expected), normalize_name(registered)
     if not exp or not reg:
+        # Nothing but punctuation or titles on one side: only the very same text matches.
+        same = " ".join(expected.casefold().split()) == " ".join(registered.casefold().split())
+        if same and expected.strip():
+            return result(True, "same text, no name words to compare")
         return result(False, "no name to compare")
     if exp == reg:
         return result(True, "same names")

@@ -175,3 +175,12 @@ def test_one_shared_word_is_never_enough(words: list[str]) -> None:
         check = names_match(expected, first, mode)
         if set(normalize_name(expected)) != set(normalize_name(first)):
             assert not check.ok, (expected, first, mode)
+
+
+@pytest.mark.parametrize("name", [":", "...", "-", " , "])
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
+def test_a_name_without_name_words_matches_only_itself(name: str, mode: str) -> None:
+    """Found by the hostile-client suite: an account name of punctuation only, echoed by the
+    bank, must match itself (and nothing else)."""
+    assert names_match(name, name.upper(), mode).ok  # type: ignore[arg-type]
+    assert not names_match(name, "BUDI", mode).ok  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from typing import Final, Literal
 import msgspec
 
 from .. import _validation as v
+from .._banks import BankCodes
 
 __all__ = ["BulkProgress", "BulkSummary", "ItemResult", "ItemStatus", "PayoutItem", "payout_item"]
 
@@ -48,13 +49,18 @@ def payout_item(
     amount: Decimal | int | str,
     remark: str | None = None,
     line: int | None = None,
+    bank_codes: BankCodes | None = None,
 ) -> PayoutItem:
-    """Validate and build a :class:`PayoutItem` (raises ``RequestValidationError``)."""
+    """Validate and build a :class:`PayoutItem` (raises ``RequestValidationError``).
+
+    ``bank_code`` must be a three-digit code of ``bank_codes`` (default: the SDK's table,
+    :meth:`BankCodes.default`; the runner passes its client's ``bank_codes``).
+    """
     return PayoutItem(
         reference=v.text(
             "reference", reference, max_len=64, pattern=_REFERENCE, allowed="visible ASCII"
         ),
-        bank_code=v.digits("bank_code", bank_code, max_len=8),
+        bank_code=v.bank_code("bank_code", bank_code, bank_codes or BankCodes.default()),
         account_number=v.digits("account_number", account_number, max_len=32),
         account_name=v.text("account_name", account_name, max_len=100),
         amount=v.amount("amount", amount),

@@ -29,6 +29,7 @@ from .._exceptions import (
     TransferFailedError,
     TransferOutcomeUnknownError,
 )
+from .._names import NAME_CHECK_MODES, NameCheckMode, names_match
 from .._redact import mask_account
 from .._states import PayoutState
 from ..models._base import Amount
@@ -105,6 +106,12 @@ class BulkRunner:
         agent_key: the Kirim DOKU agent key for the balance check.
         sender_country_code: sent with each account inquiry.
         channel_code: optional ``channelCode`` sent with inquiries and transfers.
+        name_check: compare the account holder's name from the inquiry with the item's
+            ``account_name`` before any transfer (see :func:`~doku_async.names_match`):
+            ``"lenient"`` (default: case, spacing, punctuation, Indonesian honorifics, titles
+            and abbreviations ignored, bank truncation tolerated), ``"strict"`` or ``"off"``.
+            A mismatch fails the item (``code="name_mismatch"``, both names in the message)
+            and nothing is sent.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class BulkRunner:
         agent_key: str | None = None,
         sender_country_code: str = "ID",
         channel_code: str | None = None,
+        name_check: NameCheckMode = "lenient",
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency: must be at least 1")
@@ -130,6 +138,9 @@ class BulkRunner:
             raise ConfigurationError("check_balance needs agent_key")
         if rate is not None and rate <= 0:
             raise ConfigurationError("rate: must be positive")
+        if name_check not in NAME_CHECK_MODES:
+            raise ConfigurationError("name_check: must be 'strict', 'lenient' or 'off'")
+        self.name_check: NameCheckMode = name_check
         try:
             # Run-wide settings go into every request: checked once here, so a typo fails the
             # run at once instead of failing (and journaling) every item.
@@ -476,6 +487,7 @@ class BulkRunner:
                 account_name=item.account_name,
                 amount=item.amount,
                 remark=item.remark,
+                bank_codes=self.client.bank_codes,
             )
         except RequestValidationError as exc:
             return self._rejected(item, exc, external_id=external_id)
@@ -492,6 +504,26 @@ class BulkRunner:
             return self._rejected(item, exc.error, external_id=exc.external_id)
 
     RATE_LIMIT_ROUNDS = 20
+
+    def _name_mismatch(self, item: PayoutItem, registered: str | None) -> str | None:
+        """Why the inquiry's account holder is not the payee the file names, or ``None``.
+
+        The main safeguard against paying the wrong person: checked before any transfer.
+        """
+        if self.name_check == "off":
+            return None
+        if not registered:
+            if self.name_check == "strict":
+                return "name check (strict): DOKU's inquiry returned no account holder name"
+            log.warning("item %s: the inquiry returned no account holder name", item.reference)
+            return None
+        check = names_match(item.account_name, registered, self.name_check)
+        if check.ok:
+            return None
+        return (
+            f"name check ({check.mode}): the bank has {registered!r} for this account, the "
+            f"file says {item.account_name!r} ({check.reason}); not paid"
+        )
 
     async def _pay_once(
         self, item: PayoutItem, checked: PayoutItem, external_id: str | None
@@ -530,6 +562,12 @@ class BulkRunner:
             raise  # credentials or settings are wrong: every item would fail; stop the run
         except DokuError as exc:
             return self._rejected(item, exc, external_id=None)
+        mismatch = self._name_mismatch(checked, inquiry.beneficiary_account_name)
+        if mismatch is not None:
+            # Nothing sent; a later run with the name corrected in the file retries it.
+            return self._finish(
+                item, "failed", code="name_mismatch", message=mismatch, retryable=True
+            )
         external_id = external_id or new_external_id()
         if self.journal is not None:
             await self.journal.mark_sending_grouped(item, external_id)

@@ -32,6 +32,7 @@ from ._confirm import (
     ReferenceLookup,
 )
 from ._dedup import DedupStore, MemoryDedupStore
+from ._follow import FollowArguments, PayoutRecord, follow_journal
 from ._network import NetworkAllowList
 from ._snap_inbound import (
     SnapInbound,
@@ -60,6 +61,7 @@ __all__ = [
     "ConfirmFunction",
     "ConfirmedNotification",
     "DedupStore",
+    "FollowArguments",
     "MemoryDedupStore",
     "NetworkAllowList",
     "Notification",
@@ -68,6 +70,7 @@ __all__ = [
     "NotificationStatus",
     "NotificationVerifier",
     "PartnerReferenceField",
+    "PayoutRecord",
     "ReferenceLookup",
     "RefundNotification",
     "SnapInbound",
@@ -79,6 +82,7 @@ __all__ = [
     "WebhookConfig",
     "WebhookVerificationError",
     "create_webhook_app",
+    "follow_journal",
     "parse_notification",
     "parse_process_date",
     "sign_kirim_notification",
