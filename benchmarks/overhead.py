@@ -32,7 +32,7 @@ import msgspec
 
 from doku_async import DokuClient
 from doku_async import _serde as serde
-from doku_async._base_client import _read_answer, new_external_id
+from doku_async._pipeline import _read_answer, new_external_id
 from doku_async._signing import body_sha256_hex, format_timestamp, snap_string_to_sign
 from doku_async._transport import RawResponse
 from doku_async.models._base import Amount

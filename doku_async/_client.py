@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -15,19 +12,20 @@ import aiohttp
 
 from . import _constants as C
 from ._banks import BankCodes
-from ._base_client import SnapOperation, SnapRequester
-from ._config import KirimPaths, Timeouts
+from ._config import Clocks, KirimPaths, Timeouts
 from ._exceptions import ConfigurationError
 from ._nonsnap import (
     RESPONSE_SIGNATURE_MODES,
     NonSnapOperation,
+    NonSnapOperations,
     NonSnapRequester,
     ResponseSignatureMode,
 )
+from ._pipeline import KirimOperations, SnapOperation, SnapRequester
 from ._retry import RetryPolicy
 from ._signing import HmacKey, NonSnapAlgorithm, TimestampFormat, load_private_key
 from ._transport import Transport
-from .resources.kirim import Kirim
+from .resources.kirim import Kirim, KirimSettings
 from .resources.payout_links import PayoutLinks
 from .resources.rdl import Rdl
 from .resources.transfers import Transfers
@@ -115,36 +113,21 @@ class DokuClient:
         rand: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(client_id, str) or not client_id.strip():
-            raise ConfigurationError("client_id: must be a non-empty string")
-        if not isinstance(client_secret, str) or not client_secret:
-            raise ConfigurationError("client_secret: must be a non-empty string")
-        self.environment: str = environment if base_url is None else "custom"
+        given_base_url = base_url
+        base_url = _check_options(
+            client_id,
+            client_secret,
+            environment=environment,
+            base_url=base_url,
+            channel_id=channel_id,
+            timestamp_formats=(token_timestamp_format, request_timestamp_format),
+            payout_link_signature=payout_link_signature,
+            response_signatures=response_signatures,
+            check_status_service_code=check_status_service_code,
+        )
+        self.environment: str = environment if given_base_url is None else "custom"
         """``"sandbox"``, ``"production"`` or ``"custom"`` (a ``base_url`` was given)."""
-        if base_url is None:
-            if environment not in C.BASE_URLS:
-                raise ConfigurationError("environment: must be 'sandbox' or 'production'")
-            base_url = C.BASE_URLS[environment]
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ConfigurationError("base_url: must be an http(s) URL without a query")
-        for name, fmt in (
-            ("token_timestamp_format", token_timestamp_format),
-            ("request_timestamp_format", request_timestamp_format),
-        ):
-            if fmt not in ("utc", "jakarta"):
-                raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
-        if payout_link_signature not in ("sha256", "sha512"):
-            raise ConfigurationError("payout_link_signature: must be 'sha256' or 'sha512'")
-        if response_signatures not in RESPONSE_SIGNATURE_MODES:
-            raise ConfigurationError(
-                f"response_signatures: must be one of {', '.join(RESPONSE_SIGNATURE_MODES)}"
-            )
-        for name, value in (("client_id", client_id), ("channel_id", channel_id)):
-            if not value or not all("!" <= c <= "~" for c in value):
-                raise ConfigurationError(f"{name}: must be visible ASCII characters, no spaces")
-        if not (len(check_status_service_code) == 2 and check_status_service_code.isdigit()):
-            raise ConfigurationError("check_status_service_code: must be two digits")
         self.client_id = client_id
         self.base_url = base_url.rstrip("/")
         self._prefix = parts.path.rstrip("/")
@@ -164,27 +147,70 @@ class DokuClient:
         self.check_status_service_code = check_status_service_code
         self._secret = HmacKey(client_secret, "sha512")
         self._private_key = None if private_key is None else load_private_key(private_key)
-        self._clock = clock or time.monotonic
-        self._sleep = sleep or asyncio.sleep
-        self._rand = rand or random.random
-        self._wall_clock = wall_clock or time.time
+        defaults = Clocks()
+        self.clocks = Clocks(
+            monotonic=clock or defaults.monotonic,
+            sleep=sleep or defaults.sleep,
+            rand=rand or defaults.rand,
+            wall=wall_clock or defaults.wall,
+        )
+        """Time, sleeping and jitter this client uses (injected in tests)."""
         self._transport = Transport(
             session=session,
             connect_timeout=self.timeouts.connect,
             pool_size=pool_size,
             attempt_timeout=self.timeouts.attempt,
         )
+        self._requester, self._kirim_ops = self._build_kirim(
+            token_timestamp_format, request_timestamp_format, token_refresh_margin
+        )
+        self._non_snap_requester, self._non_snap_ops = self._build_non_snap(
+            client_secret, payout_link_signature, response_signatures
+        )
+        non_snap = (self._non_snap_requester, self._non_snap_ops)
+        self.payout_links = PayoutLinks(*non_snap)
+        """Payout Link (Non-SNAP)."""
+        self.transfers = Transfers(*non_snap)
+        """Transfers between your sub-accounts (Non-SNAP)."""
+        self.rdl = Rdl(*non_snap)
+        """RDL disbursements (Non-SNAP)."""
+        self.kirim = Kirim(
+            self._requester if self._private_key is not None else None,
+            self._kirim_ops,
+            KirimSettings(
+                bank_codes=self.bank_codes,
+                check_status_service_code=self.check_status_service_code,
+                confirm_transfers=self.confirm_transfers,
+            ),
+        )
+        """Kirim DOKU operations (SNAP)."""
+
+    # --- construction helpers ------------------------------------------------------------
+
+    def _build_kirim(
+        self,
+        token_timestamp_format: TimestampFormat,
+        request_timestamp_format: TimestampFormat,
+        token_refresh_margin: float,
+    ) -> tuple[SnapRequester, KirimOperations]:
+        """The SNAP requester and the Kirim DOKU endpoints of this client's path family."""
         paths = self.kirim_paths
-        self._snap_ops: dict[str, SnapOperation] = {
-            name: self._operation(name, path, service)
-            for name, path, service in (
-                ("account_inquiry", paths.account_inquiry, C.SERVICE_ACCOUNT_INQUIRY),
-                ("balance_inquiry", paths.balance_inquiry, C.SERVICE_BALANCE_INQUIRY),
-                ("transfer_bank", paths.transfer_bank, C.SERVICE_TRANSFER_BANK),
-                ("check_status", paths.check_status, C.SERVICE_CHECK_STATUS),
-            )
-        }
-        self._requester = SnapRequester(
+        ops = KirimOperations(
+            account_inquiry=self._operation(
+                "account_inquiry", paths.account_inquiry, C.SERVICE_ACCOUNT_INQUIRY
+            ),
+            balance_inquiry=self._operation(
+                "balance_inquiry", paths.balance_inquiry, C.SERVICE_BALANCE_INQUIRY
+            ),
+            transfer_bank=self._operation(
+                "transfer_bank", paths.transfer_bank, C.SERVICE_TRANSFER_BANK
+            ),
+            check_status=self._operation(
+                "check_status", paths.check_status, C.SERVICE_CHECK_STATUS
+            ),
+        )
+        clocks = self.clocks
+        requester = SnapRequester(
             transport=self._transport,
             client_id=self.client_id,
             private_key=self._private_key,
@@ -197,41 +223,42 @@ class DokuClient:
             attempt_timeout=self.timeouts.attempt,
             total_timeout=self.timeouts.total,
             retry=self.retry,
-            check_status_service_code=check_status_service_code,
-            clock=self._clock,
-            sleep=self._sleep,
-            rand=self._rand,
-            wall_clock=self._wall_clock,
+            check_status_service_code=self.check_status_service_code,
+            clock=clocks.monotonic,
+            sleep=clocks.sleep,
+            rand=clocks.rand,
+            wall_clock=clocks.wall,
         )
+        return requester, ops
+
+    def _build_non_snap(
+        self,
+        client_secret: str,
+        payout_link_signature: NonSnapAlgorithm,
+        response_signatures: ResponseSignatureMode,
+    ) -> tuple[NonSnapRequester, NonSnapOperations]:
+        """The Non-SNAP requester (sharing the SNAP requester's retry budget) and endpoints."""
         sha256 = HmacKey(client_secret, "sha256")
         link_key = sha256 if payout_link_signature == "sha256" else HmacKey(client_secret, "sha512")
-        self._non_snap_ops: dict[str, NonSnapOperation] = {
-            name: self._non_snap_operation(name, path, key, money)
-            for name, path, key, money in (
-                ("payout_link_initiate", C.PAYOUT_LINK_INITIATE_PATH, link_key, True),
-                ("payout_link_status", C.PAYOUT_LINK_STATUS_PATH, link_key, False),
-                ("transfers", C.SAC_TRANSFERS_PATH, sha256, True),
-                ("rdl", C.RDL_DISBURSEMENTS_PATH, sha256, True),
-            )
-        }
-        self._non_snap_requester = NonSnapRequester(
+        ops = NonSnapOperations(
+            payout_link_initiate=self._non_snap_operation(
+                "payout_link_initiate", C.PAYOUT_LINK_INITIATE_PATH, link_key, True
+            ),
+            payout_link_status=self._non_snap_operation(
+                "payout_link_status", C.PAYOUT_LINK_STATUS_PATH, link_key, False
+            ),
+            transfers=self._non_snap_operation("transfers", C.SAC_TRANSFERS_PATH, sha256, True),
+            rdl=self._non_snap_operation("rdl", C.RDL_DISBURSEMENTS_PATH, sha256, True),
+        )
+        requester = NonSnapRequester(
             transport=self._transport,
-            snap=self._requester,
-            client_id=client_id,
+            budget=self._requester.budget,
+            client_id=self.client_id,
             response_signatures=response_signatures,
             max_attempts=self.retry.max_attempts,
-            wall_clock=self._wall_clock,
+            wall_clock=self.clocks.wall,
         )
-        self.payout_links = PayoutLinks(self)
-        """Payout Link (Non-SNAP)."""
-        self.transfers = Transfers(self)
-        """Transfers between your sub-accounts (Non-SNAP)."""
-        self.rdl = Rdl(self)
-        """RDL disbursements (Non-SNAP)."""
-        self.kirim = Kirim(self)
-        """Kirim DOKU operations (SNAP)."""
-
-    # --- construction helpers ------------------------------------------------------------
+        return requester, ops
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DokuClient:
@@ -314,10 +341,51 @@ class DokuClient:
     ) -> NonSnapOperation:
         return NonSnapOperation(name, *self._locate(path), key, money_moving)
 
-    def _non_snap(self) -> tuple[NonSnapRequester, dict[str, NonSnapOperation]]:
-        return self._non_snap_requester, self._non_snap_ops
+    @property
+    def rate_limit_listeners(self) -> list[Callable[[float | None], None]]:
+        """Callables told about every 429 DOKU answers (with its ``Retry-After`` hint, or
+        ``None``): add one to slow your own pacing down (the bulk runner does, while it runs)."""
+        return self._requester.rate_limit_listeners
 
-    def _snap(self) -> tuple[SnapRequester, dict[str, SnapOperation]]:
-        if self._private_key is None:
-            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
-        return self._requester, self._snap_ops
+
+def _check_options(
+    client_id: object,
+    client_secret: object,
+    *,
+    environment: str,
+    base_url: str | None,
+    channel_id: str,
+    timestamp_formats: tuple[str, str],
+    payout_link_signature: str,
+    response_signatures: str,
+    check_status_service_code: str,
+) -> str:
+    """Check the client's settings before anything is built; returns the base URL."""
+    if not isinstance(client_id, str) or not client_id.strip():
+        raise ConfigurationError("client_id: must be a non-empty string")
+    if not isinstance(client_secret, str) or not client_secret:
+        raise ConfigurationError("client_secret: must be a non-empty string")
+    if base_url is None:
+        if environment not in C.BASE_URLS:
+            raise ConfigurationError("environment: must be 'sandbox' or 'production'")
+        base_url = C.BASE_URLS[environment]
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigurationError("base_url: must be an http(s) URL without a query")
+    for name, fmt in zip(
+        ("token_timestamp_format", "request_timestamp_format"), timestamp_formats, strict=True
+    ):
+        if fmt not in ("utc", "jakarta"):
+            raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
+    if payout_link_signature not in ("sha256", "sha512"):
+        raise ConfigurationError("payout_link_signature: must be 'sha256' or 'sha512'")
+    if response_signatures not in RESPONSE_SIGNATURE_MODES:
+        raise ConfigurationError(
+            f"response_signatures: must be one of {', '.join(RESPONSE_SIGNATURE_MODES)}"
+        )
+    for name, value in (("client_id", client_id), ("channel_id", channel_id)):
+        if not value or not all("!" <= c <= "~" for c in value):
+            raise ConfigurationError(f"{name}: must be visible ASCII characters, no spaces")
+    if not (len(check_status_service_code) == 2 and check_status_service_code.isdigit()):
+        raise ConfigurationError("check_status_service_code: must be two digits")
+    return base_url

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from . import _constants as C
 from ._exceptions import ConfigurationError
@@ -63,3 +67,20 @@ class KirimPaths:
                 raise ConfigurationError(
                     f"kirim_paths.{name}: must start with '/' and have no query"
                 )
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """Time, sleeping and randomness, in one bundle so tests inject them together.
+
+    Attributes:
+        monotonic: deadlines and token expiry (``time.monotonic``).
+        sleep: backoff waits (``asyncio.sleep``).
+        rand: backoff jitter, in ``[0, 1)`` (``random.random``).
+        wall: request timestamps, in seconds since the epoch (``time.time``).
+    """
+
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    rand: Callable[[], float] = field(default=random.random)
+    wall: Callable[[], float] = field(default=time.time)

@@ -12,7 +12,7 @@ Every error the SDK raises derives from :class:`DokuError`::
     │   ├── BusinessRejectionError      403/404/405 and other definite business rejections
     │   │   ├── InsufficientFundsError  403xx14
     │   │   ├── InvalidAccountError     404xx11
-    │   │   └── TransferFailedError     check status: failed, refunded or canceled
+    │   │   └── TransferFailedError     check status: failed or canceled (nothing paid)
     │   ├── DuplicateRequestError       409xx: X-EXTERNAL-ID / partnerReferenceNo / session reused
     │   ├── RateLimitError              429xx
     │   └── ServerError                 5xx and 504 answers
@@ -24,7 +24,8 @@ Every error the SDK raises derives from :class:`DokuError`::
     └── TransferOutcomeUnknownError     a transfer may or may not have happened; has references
 
 Errors never carry secrets: no client secret, private key, token or signature appears in
-their messages or attributes.
+their messages or attributes. :func:`error_for` is the one table from DOKU's answer to the
+typed error.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ __all__ = [
     "TokenError",
     "TransferFailedError",
     "TransferOutcomeUnknownError",
+    "error_for",
+    "split_code",
 ]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -258,3 +261,55 @@ class TransferOutcomeUnknownError(DokuError):
     def request_id(self) -> str:
         """Non-SNAP ``Request-Id``, DOKU's idempotency key (``""`` for Kirim DOKU)."""
         return self.references.get("Request-Id", "")
+
+
+def split_code(http_status: int, response_code: str) -> tuple[int, str]:
+    """``(status, case)`` of an answer: from its seven-digit ``responseCode`` (``"4034314"``
+    gives ``(403, "14")``), or the HTTP status and ``""`` without a usable code."""
+    if len(response_code) == 7 and response_code.isdigit():
+        return int(response_code[:3]), response_code[5:]
+    return http_status, ""
+
+
+def error_for(
+    http_status: int,
+    code: str,
+    message: str,
+    *,
+    raw_body: bytes = b"",
+    references: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
+) -> DokuAPIError:
+    """Build the typed error for a non-success answer: the one code-to-error table."""
+    status, case = split_code(http_status, code)
+    text = f"DOKU answered {code or http_status}: {message or 'no message'}"
+    cls: type[DokuAPIError]
+    if status == 400:
+        cls = BadRequestError
+    elif status == 401:
+        cls = TokenError if case in ("01", "03") else AuthenticationError
+    elif status == 403:
+        cls = InsufficientFundsError if case == "14" else BusinessRejectionError
+    elif status == 404:
+        cls = InvalidAccountError if case == "11" else BusinessRejectionError
+    elif status == 409:
+        cls = DuplicateRequestError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500 or status == 408:
+        cls = ServerError
+    elif 400 <= status < 500:
+        cls = BusinessRejectionError
+    else:
+        cls = DokuAPIError
+    error = cls(
+        text,
+        http_status=http_status,
+        response_code=code,
+        response_message=message,
+        raw_body=raw_body,
+        references=references,
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = retry_after
+    return error

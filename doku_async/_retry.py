@@ -5,13 +5,21 @@ from __future__ import annotations
 import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from . import _constants as C
+from ._exceptions import DokuTimeoutError, split_code
 
-__all__ = ["Disposition", "RetryPolicy", "classify", "parse_retry_after", "split_code"]
+__all__ = [
+    "Disposition",
+    "RetryBudget",
+    "RetryPolicy",
+    "classify",
+    "parse_retry_after",
+    "split_code",
+]
 
 
 class Disposition(enum.Enum):
@@ -29,14 +37,6 @@ class Disposition(enum.Enum):
     """409xx: a reference was already used."""
     FINAL = "final"
     """A definite rejection: raise."""
-
-
-def split_code(http_status: int, response_code: str) -> tuple[int, str]:
-    """``(status, case)`` of an answer: from its seven-digit ``responseCode`` (``"4034314"``
-    gives ``(403, "14")``), or the HTTP status and ``""`` without a usable code."""
-    if len(response_code) == 7 and response_code.isdigit():
-        return int(response_code[:3]), response_code[5:]
-    return http_status, ""
 
 
 def classify(http_status: int, response_code: str) -> Disposition:
@@ -114,3 +114,57 @@ class RetryPolicy:
         if self.jitter:
             return base * (0.5 + rand() / 2)
         return base
+
+
+class RetryBudget:
+    """The one retry budget every request loop consults (SNAP reads, the money rule, Non-SNAP
+    calls): an operation's total deadline, each attempt's timeout within it, and the backoff
+    before the next attempt. Time, sleeping and jitter are injected, so tests are exact."""
+
+    __slots__ = ("_attempt_timeout", "_clock", "_rand", "_sleep", "_total_timeout", "policy")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        attempt_timeout: float,
+        total_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self._attempt_timeout = attempt_timeout
+        self._total_timeout = total_timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+
+    def deadline(self) -> float:
+        """The monotonic deadline of an operation starting now."""
+        return self._clock() + self._total_timeout
+
+    def remaining(self, deadline: float) -> float:
+        """Seconds left before ``deadline`` (negative once passed)."""
+        return deadline - self._clock()
+
+    def attempt_timeout(self, deadline: float, references: Mapping[str, str]) -> float:
+        """Time left for one attempt; raises when the operation's deadline has passed."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise DokuTimeoutError(
+                "the operation's total deadline ran out", request_sent=False, references=references
+            )
+        return min(self._attempt_timeout, remaining)
+
+    async def backoff_or_give_up(
+        self, attempt: int, max_attempts: int, deadline: float, retry_after: float | None
+    ) -> bool:
+        """Sleep before the next attempt; ``False`` when attempts or time are used up."""
+        if attempt >= max_attempts:
+            return False
+        delay = self.policy.backoff(attempt, retry_after, self._rand)
+        if self._clock() + delay >= deadline:
+            return False
+        await self._sleep(delay)
+        return True

@@ -165,3 +165,22 @@ def whole_amount(field: str, value: object, *, minimum: int, maximum: int) -> in
     if dec > maximum:
         raise RequestValidationError(field, f"must be at most {maximum}")
     return int(dec)
+
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_CHANNEL = re.compile(r"[0-9]{1,2}")
+
+
+def country_code(field: str, value: object) -> str:
+    """An ISO country code as DOKU takes it: two capital letters."""
+    return text(field, value, max_len=2, min_len=2, pattern=_COUNTRY, allowed="A-Z")
+
+
+def channel_code(value: object) -> str:
+    """A channel code: one or two digits."""
+    return text("channel_code", value, max_len=2, pattern=_CHANNEL, allowed="digits")
+
+
+def optional_channel_code(value: object) -> str | None:
+    """An optional channel code: one or two digits, or ``None``."""
+    return None if value is None else channel_code(value)

@@ -814,7 +814,7 @@ async def test_429_storm_slows_the_run_but_every_item_succeeds(sim: DokuSimulato
     for item in items:
         assert sim.transfer_count(item.reference) == 1
     # The listener the runner hooked into the client is removed after the run.
-    assert doku._snap()[0].on_rate_limited is None
+    assert doku.rate_limit_listeners == []
 
 
 class FakeTime:

@@ -328,9 +328,8 @@ async def check_token(sample: Sample, keypair: KeyPair) -> None:
             assert answers.calls_to(SNAP_PATHS["balance_inquiry"]) == []
             return
         await call
-        requester, _ = client._snap()
-        assert requester.tokens.fetches == 1
-        cached = requester.tokens._token
+        assert client.token_fetches == 1
+        cached = client._requester.tokens._token
         assert cached is not None
         assert cached.value == expect["access_token"]
         assert cached.expires_at - now[0] == pytest.approx(expect["lifetime"])

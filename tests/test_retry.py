@@ -21,7 +21,7 @@ from doku_async import (
     ServerError,
     TokenError,
 )
-from doku_async._base_client import error_for
+from doku_async._exceptions import error_for
 from doku_async._retry import Disposition, classify, parse_retry_after
 
 # --- classify ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ._journal import (
     IncompletePlanError,
     Journal,
     JournalEntry,
+    JournalEvent,
     PlanMismatchError,
     PlanRecord,
     PlanSource,
@@ -22,9 +23,11 @@ from ._journal import (
 from ._lock import JournalLock, JournalLockedError, LockHolder
 from ._models import BulkProgress, BulkSummary, ItemResult, ItemStatus, PayoutItem, payout_item
 from ._ratelimit import RateLimiter
+from ._reconcile import DEFAULT_REFUND_WINDOW, ReconcileChange, ReconcileReport, reconcile
 from ._runner import BulkRunner, PreflightError
 
 __all__ = [
+    "DEFAULT_REFUND_WINDOW",
     "FINAL_STATES",
     "IN_DOUBT_STATES",
     "BulkProgress",
@@ -36,6 +39,7 @@ __all__ = [
     "ItemStatus",
     "Journal",
     "JournalEntry",
+    "JournalEvent",
     "JournalLock",
     "JournalLockedError",
     "LockHolder",
@@ -46,10 +50,13 @@ __all__ = [
     "PlanSource",
     "PreflightError",
     "RateLimiter",
+    "ReconcileChange",
+    "ReconcileReport",
     "ResultWriter",
     "backup_journal",
     "parse_payouts",
     "payout_item",
     "read_payout_file",
     "read_payouts",
+    "reconcile",
 ]

@@ -5,45 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from decimal import Decimal
 
 from .. import _validation as v
-from .._base_client import new_external_id
 from .._client import DokuClient
-from .._constants import DEFAULT_CURRENCY
 from .._exceptions import (
-    AuthenticationError,
-    BadRequestError,
-    BusinessRejectionError,
     ConfigurationError,
-    DokuAPIError,
     DokuError,
-    DokuTransportError,
-    DuplicateRequestError,
-    InsufficientFundsError,
-    RateLimitError,
     RequestValidationError,
-    TransferFailedError,
-    TransferOutcomeUnknownError,
 )
-from .._names import NAME_CHECK_MODES, NameCheckMode, names_match
-from .._redact import mask_account
-from .._states import PayoutState
-from ..models._base import Amount
-from ..models.kirim import (
-    AccountInquiryAdditionalInfo,
-    AccountInquiryRequest,
-    CheckStatusResponse,
-    TransactionStatus,
-    TransferBankAdditionalInfo,
-    TransferBankRequest,
-)
-from ..resources.kirim import check_channel_code, check_country_code
-from ._journal import FINAL_STATES, IN_DOUBT_STATES, Journal
-from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem, payout_item
+from .._names import NAME_CHECK_MODES, NameCheckMode
+from ._item import ItemFlow
+from ._journal import FINAL_STATES, Journal
+from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
 from ._ratelimit import RateLimiter
 
 __all__ = ["BulkRunner", "PreflightError"]
@@ -51,27 +27,6 @@ __all__ = ["BulkRunner", "PreflightError"]
 log = logging.getLogger("doku_async.bulk")
 
 ProgressCallback = Callable[[BulkProgress], None]
-
-
-def _differs(journaled: PayoutItem, given: PayoutItem) -> bool:
-    return (
-        journaled.amount != given.amount
-        or journaled.account_number != given.account_number
-        or journaled.bank_code != given.bank_code
-    )
-
-
-def _earlier_transfer(found: CheckStatusResponse, session_id: str | None) -> bool:
-    """Whether the transfer check status found is not the one just sent: each send carries the
-    ``sessionId`` of its own account inquiry, and DOKU reports the found transfer's."""
-    return bool(found.session_id) and bool(session_id) and found.session_id != session_id
-
-
-class _RateLimited(Exception):
-    def __init__(self, error: RateLimitError, external_id: str | None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.external_id = external_id
 
 
 class PreflightError(DokuError):
@@ -146,8 +101,8 @@ class BulkRunner:
             # run at once instead of failing (and journaling) every item.
             # The same rules the requests apply: a setting accepted here never fails an item.
             customer_number = v.phone("customer_number", customer_number)
-            sender_country_code = check_country_code("sender_country_code", sender_country_code)
-            channel_code = check_channel_code(channel_code)
+            sender_country_code = v.country_code("sender_country_code", sender_country_code)
+            channel_code = v.optional_channel_code(channel_code)
         except RequestValidationError as exc:
             raise ConfigurationError(f"{exc.field}: {exc.problem}") from None
         self.client = client
@@ -166,7 +121,19 @@ class BulkRunner:
         self.channel_code = channel_code
         self.summary = BulkSummary()
         self._stopping = False
-        self._references: set[int] = set()
+        self._flow = ItemFlow(
+            client=client,
+            journal=self.journal,
+            limiter=self.limiter,
+            customer_number=customer_number,
+            sender_country_code=sender_country_code,
+            channel_code=channel_code,
+            name_check=name_check,
+            wait_for_final=wait_for_final,
+            final_timeout=final_timeout,
+            poll_interval=poll_interval,
+            stopping=lambda: self._stopping,
+        )
 
     def __repr__(self) -> str:
         return f"BulkRunner(concurrency={self.concurrency}, journal={self.journal!r})"
@@ -219,11 +186,51 @@ class BulkRunner:
         if isinstance(items, list | tuple):
             summary.total = len(items)
         started = time.perf_counter()
-        requester = self.client._snap()[0]
-        previous_listener = requester.on_rate_limited
-        requester.on_rate_limited = self.limiter.throttle
-        inbox: asyncio.Queue[PayoutItem | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        listeners = self.client.rate_limit_listeners
+        listeners.append(self.limiter.throttle)
         outbox: asyncio.Queue[ItemResult | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        supervisor = asyncio.create_task(self._pool(items, outbox))
+        ended = False
+        try:
+            while (result := await outbox.get()) is not None:
+                summary.add(result)
+                summary.elapsed = time.perf_counter() - started
+                if self.progress is not None:
+                    self.progress(summary.progress())
+                yield result
+            try:
+                await supervisor
+            except BaseExceptionGroup as group:  # a run-stopping error from a worker
+                raise group.exceptions[0] from None
+            ended = True
+        finally:
+            if not supervisor.done():
+                supervisor.cancel()
+                try:
+                    await supervisor
+                except (asyncio.CancelledError, Exception):
+                    log.debug("bulk run stopped before its end")
+            listeners.remove(self.limiter.throttle)
+            summary.elapsed = time.perf_counter() - started
+            if self.journal is not None:
+                # The outcomes still queued for the group commit. When the run is already
+                # stopping on an error or a cancellation, that one is what the caller gets.
+                try:
+                    self.journal.flush()
+                except Exception:
+                    if ended:
+                        raise
+                    log.exception("the journal could not be written as the run stopped")
+
+    async def _pool(
+        self,
+        items: Iterable[PayoutItem] | AsyncIterable[PayoutItem],
+        outbox: asyncio.Queue[ItemResult | None],
+    ) -> None:
+        """The worker pool: ``concurrency`` workers take items from a bounded inbox, put each
+        result in ``outbox``, then ``None`` at the end (also when a worker's error stops the
+        run: the consumer then re-raises it)."""
+        inbox: asyncio.Queue[PayoutItem | None] = asyncio.Queue(maxsize=self.concurrency * 2)
 
         async def feed() -> None:
             if isinstance(items, AsyncIterable):
@@ -246,51 +253,17 @@ class BulkRunner:
                     continue  # queued but not started: leave it for a resumed run
                 await outbox.put(await self._process(item))
 
-        async def supervise() -> None:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(feed())
-                    for _ in range(self.concurrency):
-                        group.create_task(work())
-            except asyncio.CancelledError:
-                raise  # the consumer is gone: nobody waits for the end marker
-            except BaseException:
-                await outbox.put(None)  # wake the consumer, which re-raises the error
-                raise
-            await outbox.put(None)
-
-        supervisor = asyncio.create_task(supervise())
-        ended = False
         try:
-            while (result := await outbox.get()) is not None:
-                summary.add(result)
-                summary.elapsed = time.perf_counter() - started
-                if self.progress is not None:
-                    self.progress(summary.progress())
-                yield result
-            try:
-                await supervisor
-            except BaseExceptionGroup as group:  # a run-stopping error from a worker
-                raise group.exceptions[0] from None
-            ended = True
-        finally:
-            if not supervisor.done():
-                supervisor.cancel()
-                try:
-                    await supervisor
-                except (asyncio.CancelledError, Exception):
-                    log.debug("bulk run stopped before its end")
-            requester.on_rate_limited = previous_listener
-            summary.elapsed = time.perf_counter() - started
-            if self.journal is not None:
-                # The outcomes still queued for the group commit. When the run is already
-                # stopping on an error or a cancellation, that one is what the caller gets.
-                try:
-                    self.journal.flush()
-                except Exception:
-                    if ended:
-                        raise
-                    log.exception("the journal could not be written as the run stopped")
+            async with asyncio.TaskGroup() as group:
+                group.create_task(feed())
+                for _ in range(self.concurrency):
+                    group.create_task(work())
+        except asyncio.CancelledError:
+            raise  # the consumer is gone: nobody waits for the end marker
+        except BaseException:
+            await outbox.put(None)  # wake the consumer, which re-raises the error
+            raise
+        await outbox.put(None)
 
     async def _preflight(
         self,
@@ -322,404 +295,5 @@ class BulkRunner:
                 "nothing was sent"
             )
 
-    # --- one item ------------------------------------------------------------------------
-
     async def _process(self, item: PayoutItem) -> ItemResult:
-        started = time.perf_counter()
-        marker = hash(item.reference)  # a hash, not the text: half the memory per item
-        if marker in self._references:
-            # Never pay (or journal over) a reference twice in one run.
-            return ItemResult(
-                reference=item.reference,
-                status="failed",
-                amount=item.amount,
-                message="the reference appears more than once in this run; not paid again",
-                line=item.line,
-            )
-        self._references.add(marker)
-        try:
-            result = await self._pay_or_settle(item)
-        except (asyncio.CancelledError, ConfigurationError, AuthenticationError):
-            raise  # the whole run is misconfigured: stop it
-        except sqlite3.Error:
-            raise  # the journal cannot be written: no transfer may go out without its mark
-        except Exception as exc:  # never let one item stop the run
-            log.exception("unexpected error on item %s", item.reference)
-            state = self.journal.get(item.reference) if self.journal is not None else None
-            sent = state is not None and state.state in IN_DOUBT_STATES
-            result = self._finish(
-                item,
-                "unknown" if sent else "failed",
-                message=f"unexpected error: {type(exc).__name__}",
-                external_id=state.external_id if state is not None else None,
-                retryable=not sent,
-            )
-        result.latency = time.perf_counter() - started
-        return result
-
-    async def _pay_or_settle(self, item: PayoutItem) -> ItemResult:
-        journal = self.journal
-        external_id: str | None = None
-        if journal is not None:
-            entry = journal.get(item.reference)
-            if entry is not None and _differs(entry.item, item):
-                # The journal holds this reference for other details (maybe paid with them):
-                # never pay it with these; unknown while the earlier transfer is in doubt.
-                return ItemResult(
-                    reference=item.reference,
-                    status="unknown" if entry.state in IN_DOUBT_STATES else "failed",
-                    amount=item.amount,
-                    message="the journal holds other details (bank, account or amount) for "
-                    f"this reference, recorded as {entry.state}; not paid with these",
-                    external_id=entry.external_id,
-                    line=item.line,
-                )
-            if entry is not None and entry.state in FINAL_STATES:
-                return ItemResult(
-                    reference=item.reference,
-                    status="skipped",
-                    amount=item.amount,
-                    code=entry.code,
-                    message=entry.message,
-                    reference_no=entry.reference_no,
-                    external_id=entry.external_id,
-                    line=item.line,
-                    previous=entry.state,
-                )
-            if entry is not None and entry.state in IN_DOUBT_STATES:
-                settled = await self._settle(item, entry.external_id)
-                if settled is not None:
-                    return settled
-                # Not found at DOKU: paying under the same partnerReferenceNo is safe, with
-                # a fresh X-EXTERNAL-ID (journaled before sending; DOKU may refuse a reused
-                # one with 409xx00).
-                external_id = None
-        return await self._pay(item, external_id)
-
-    async def _settle(self, item: PayoutItem, external_id: str | None) -> ItemResult | None:
-        """Settle an item whose transfer may have been sent; ``None`` if DOKU never got it."""
-        await self.limiter.acquire()
-        try:
-            status = await self.client.kirim.check_status(
-                original_partner_reference_no=item.reference, original_external_id=external_id
-            )
-        except (AuthenticationError, ConfigurationError):
-            raise
-        except DokuError as exc:
-            return self._finish(
-                item, "unknown", message=f"check status failed: {exc}", external_id=external_id
-            )
-        code = status.transaction_status
-        if code == TransactionStatus.NOT_FOUND:
-            return None
-        if status.amount is not None and status.amount.value != item.amount:
-            # DOKU's status for the reference stands (a reference it reports paid is paid);
-            # the difference is flagged in the result, never read as "nothing paid".
-            log.warning(
-                "check status reports %s for %s, planned for %s; recorded as DOKU reports it",
-                status.amount.value,
-                item.reference,
-                item.amount,
-            )
-        return await self._from_status(item, status, external_id)
-
-    async def _from_status(
-        self, item: PayoutItem, status: CheckStatusResponse, external_id: str | None
-    ) -> ItemResult:
-        code = status.transaction_status
-        if code in TransactionStatus.IN_PROGRESS and self.wait_for_final:
-            status = await self._wait_final(item, status)
-            code = status.transaction_status
-        ref_no = status.original_reference_no
-        reported = status.amount.value if status.amount is not None else None
-        note = (
-            f"DOKU reports amount {reported}, planned {item.amount}: reconcile the difference"
-            if reported is not None and reported != item.amount
-            else ""
-        )
-        state = PayoutState.from_check_status(code)
-        if state is None:
-            return self._finish(
-                item,
-                "unknown",
-                code=code,
-                message=f"undocumented status {code!r}",
-                external_id=external_id,
-            )
-        message = note
-        if state in (PayoutState.FAILED, PayoutState.REFUNDED):
-            desc = status.transaction_status_desc or status.status_description
-            message = f"{desc}; {note}" if note else desc
-        return self._finish(
-            item, state, code=code, message=message, reference_no=ref_no, external_id=external_id
-        )
-
-    async def _wait_final(
-        self, item: PayoutItem, status: CheckStatusResponse
-    ) -> CheckStatusResponse:
-        deadline = time.monotonic() + self.final_timeout
-        while status.transaction_status in TransactionStatus.IN_PROGRESS:
-            if time.monotonic() + self.poll_interval > deadline or self._stopping:
-                break
-            await asyncio.sleep(self.poll_interval)
-            await self.limiter.acquire()
-            try:
-                status = await self.client.kirim.check_status(
-                    original_partner_reference_no=item.reference
-                )
-            except (AuthenticationError, ConfigurationError):
-                raise
-            except DokuError as exc:
-                log.debug("polling %s failed: %s", item.reference, exc)
-        return status
-
-    async def _pay(self, item: PayoutItem, external_id: str | None) -> ItemResult:
-        """Inquiry then transfer; a 429 that outlasts the SDK's own retries sends the item
-        back through the (now slower) rate limiter, up to ``RATE_LIMIT_ROUNDS`` times. Nothing
-        was paid on a 429, so retrying with the same references is safe."""
-        try:
-            # Checked once here (an item may have been built without payout_item()); the
-            # requests are then built from the checked values without validating them again.
-            checked = payout_item(
-                reference=item.reference,
-                bank_code=item.bank_code,
-                account_number=item.account_number,
-                account_name=item.account_name,
-                amount=item.amount,
-                remark=item.remark,
-                bank_codes=self.client.bank_codes,
-            )
-        except RequestValidationError as exc:
-            return self._rejected(item, exc, external_id=external_id)
-        for _ in range(self.RATE_LIMIT_ROUNDS - 1):
-            try:
-                return await self._pay_once(item, checked, external_id)
-            except _RateLimited:
-                # Nothing was processed: the next round sends under a fresh X-EXTERNAL-ID
-                # (journaled before it is sent), never the one DOKU already saw.
-                external_id = None
-        try:
-            return await self._pay_once(item, checked, external_id)
-        except _RateLimited as exc:
-            return self._rejected(item, exc.error, external_id=exc.external_id)
-
-    RATE_LIMIT_ROUNDS = 20
-
-    def _name_mismatch(self, item: PayoutItem, registered: str | None) -> str | None:
-        """Why the inquiry's account holder is not the payee the file names, or ``None``.
-
-        The main safeguard against paying the wrong person: checked before any transfer.
-        """
-        if self.name_check == "off":
-            return None
-        if not registered:
-            if self.name_check == "strict":
-                return "name check (strict): DOKU's inquiry returned no account holder name"
-            log.warning("item %s: the inquiry returned no account holder name", item.reference)
-            return None
-        check = names_match(item.account_name, registered, self.name_check)
-        if check.ok:
-            return None
-        return (
-            f"name check ({check.mode}): the bank has {registered!r} for this account, the "
-            f"file says {item.account_name!r} ({check.reason}); not paid"
-        )
-
-    async def _pay_once(
-        self, item: PayoutItem, checked: PayoutItem, external_id: str | None
-    ) -> ItemResult:
-        kirim = self.client.kirim
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "item %s: paying %s to bank %s account %s",
-                item.reference,
-                item.amount,
-                item.bank_code,
-                mask_account(item.account_number),
-            )
-        amount = Amount(value=checked.amount, currency=DEFAULT_CURRENCY)
-        await self.limiter.acquire()
-        try:
-            inquiry = await kirim._send_inquiry(
-                AccountInquiryRequest(
-                    partner_reference_no=new_external_id(),
-                    customer_number=self.customer_number,
-                    amount=amount,
-                    beneficiary_account_number=checked.account_number,
-                    additional_info=AccountInquiryAdditionalInfo(
-                        channel_code=self.channel_code,
-                        beneficiary_bank_code=checked.bank_code,
-                        beneficiary_account_name=checked.account_name,
-                        sender_country_code=self.sender_country_code,
-                    ),
-                )
-            )
-            # DOKU's own value: checked before anything is journaled or sent.
-            session_id = v.optional_text("session_id", inquiry.session_id, max_len=25)
-        except RateLimitError as exc:
-            raise _RateLimited(exc, external_id) from None
-        except (AuthenticationError, ConfigurationError):
-            raise  # credentials or settings are wrong: every item would fail; stop the run
-        except DokuError as exc:
-            return self._rejected(item, exc, external_id=None)
-        mismatch = self._name_mismatch(checked, inquiry.beneficiary_account_name)
-        if mismatch is not None:
-            # Nothing sent; a later run with the name corrected in the file retries it.
-            return self._finish(
-                item, "failed", code="name_mismatch", message=mismatch, retryable=True
-            )
-        external_id = external_id or new_external_id()
-        if self.journal is not None:
-            await self.journal.mark_sending_grouped(item, external_id)
-        await self.limiter.acquire()
-        try:
-            result = await kirim._send_transfer(
-                TransferBankRequest(
-                    partner_reference_no=checked.reference,
-                    customer_number=self.customer_number,
-                    beneficiary_account_number=checked.account_number,
-                    beneficiary_bank_code=checked.bank_code,
-                    amount=amount,
-                    session_id=session_id,
-                    additional_info=TransferBankAdditionalInfo(
-                        channel_code=self.channel_code,
-                        beneficiary_account_name=checked.account_name,
-                        remark=checked.remark,
-                    ),
-                ),
-                external_id,
-                confirm=False,  # confirmed below, under the run's rate limit
-            )
-        except TransferOutcomeUnknownError as exc:
-            return self._finish(item, "unknown", message=exc.message, external_id=external_id)
-        except TransferFailedError as exc:
-            return self._finish(
-                item,
-                "failed",
-                code=exc.transaction_status,
-                message=exc.response_message or exc.message,
-                external_id=external_id,
-            )
-        except RateLimitError as exc:
-            raise _RateLimited(exc, external_id) from None
-        except (AuthenticationError, ConfigurationError):
-            raise  # rejected before processing: nothing paid; stop the run
-        except DokuTransportError as exc:
-            if exc.request_sent:  # the SDK settles these itself; defensive
-                return self._finish(item, "unknown", message=exc.message, external_id=external_id)
-            return self._rejected(item, exc, external_id=external_id)
-        except DokuError as exc:
-            return self._rejected(item, exc, external_id=external_id)
-        if result.status_response is not None and result.response is None:
-            # Settled by the money rule through check status (the answer was unclear).
-            found = result.status_response
-            if found.transaction_status == TransactionStatus.SUCCESS and _earlier_transfer(
-                found, session_id
-            ):
-                return self._already_paid(item, found, external_id)
-            return await self._from_status(item, found, external_id)
-        # DOKU accepted it (2004300): accepted is not paid. Confirm it with one check status,
-        # under the run's rate limit, unless the client is told not to confirm.
-        if not self.client.confirm_transfers:
-            return self._finish(
-                item,
-                "accepted",
-                code="2004300",
-                message="accepted by DOKU; not confirmed (confirm_transfers is off)",
-                reference_no=result.reference_no,
-                external_id=external_id,
-            )
-        await self.limiter.acquire()
-        try:
-            status = await kirim.check_status(
-                original_partner_reference_no=item.reference, original_external_id=external_id
-            )
-        except (AuthenticationError, ConfigurationError):
-            raise
-        except DokuError as exc:
-            status = None
-            problem = type(exc).__name__
-        else:
-            problem = "not found yet"
-        if status is None or status.transaction_status == TransactionStatus.NOT_FOUND:
-            # Accepted, but DOKU's confirmation is not to be had now: a reconcile or a
-            # resumed run settles it.
-            return self._finish(
-                item,
-                "accepted",
-                code="2004300",
-                message=f"accepted by DOKU; final status not confirmed ({problem})",
-                reference_no=result.reference_no,
-                external_id=external_id,
-            )
-        return await self._from_status(item, status, external_id)
-
-    def _already_paid(
-        self, item: PayoutItem, status: CheckStatusResponse, external_id: str | None
-    ) -> ItemResult:
-        """DOKU holds a paid transfer under this reference that this run did not send (its
-        inquiry session differs): paid before this run, never paid again."""
-        reported = status.amount.value if status.amount is not None else None
-        message = (
-            "already paid before this run: DOKU holds a paid transfer under this reference "
-            "(the journal had no record of it); not paid again"
-        )
-        if reported is not None and reported != item.amount:
-            message += f"; DOKU reports amount {reported}, planned {item.amount}: reconcile"
-        return self._finish(
-            item,
-            "succeeded",
-            code=status.transaction_status,
-            message=message,
-            reference_no=status.original_reference_no,
-            external_id=external_id,
-            already_paid=True,
-        )
-
-    def _rejected(self, item: PayoutItem, exc: DokuError, *, external_id: str | None) -> ItemResult:
-        """A definite "not paid": final for business rejections, retryable otherwise."""
-        final = isinstance(
-            exc, RequestValidationError | BadRequestError | DuplicateRequestError
-        ) or (
-            isinstance(exc, BusinessRejectionError) and not isinstance(exc, InsufficientFundsError)
-        )
-        code = exc.response_code if isinstance(exc, DokuAPIError) else ""
-        message = exc.response_message if isinstance(exc, DokuAPIError) else exc.message
-        return self._finish(
-            item,
-            "failed",
-            code=code,
-            message=message or exc.message,
-            external_id=external_id,
-            retryable=not final,
-        )
-
-    def _finish(
-        self,
-        item: PayoutItem,
-        status: str,
-        *,
-        code: str = "",
-        message: str = "",
-        reference_no: str | None = None,
-        external_id: str | None = None,
-        retryable: bool = False,
-        already_paid: bool = False,
-    ) -> ItemResult:
-        if self.journal is not None:
-            state = "retry" if status == "failed" and retryable else status
-            self.journal.record_soon(
-                item, state, code=code, message=message, reference_no=reference_no
-            )
-        return ItemResult(
-            reference=item.reference,
-            status=status,
-            amount=item.amount,
-            code=code,
-            message=message,
-            reference_no=reference_no,
-            external_id=external_id,
-            line=item.line,
-            retryable=retryable,
-            already_paid=already_paid,
-        )
+        return await self._flow.process(item)

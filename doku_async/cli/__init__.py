@@ -2,9 +2,16 @@
 
 Exit codes:
 
-* ``0`` everything paid (items DOKU had already paid before this run included);
-* ``1`` some items failed (nothing paid for them), now or in an earlier run;
-* ``3`` some items are pending or of unknown outcome (resume later);
+``payouts run``, ``resume`` and ``reconcile`` end with the totals of the whole journal (every
+item of the file, whichever run settled it), list the payouts not confirmed paid and print the
+command to run next. Their exit code tells the truth about the money, for the whole journal:
+
+* ``0`` every item confirmed paid by DOKU (items DOKU had already paid before this run
+  included);
+* ``1`` some items failed or were refunded (nothing paid for them, or the money came back), now
+  or in an earlier run, or are not paid yet;
+* ``3`` some items are accepted, pending, unknown or were being sent: DOKU has not settled
+  them (``payouts reconcile`` follows them);
 * ``4`` refused before sending anything: invalid input, a balance too low for
   ``--check-balance``, a journal planned from another file, or a journal whose plan is
   incomplete (``payouts run`` again with the same file completes it);
@@ -25,69 +32,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
-import json
 import logging
-import os
-import signal
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
 
 from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
 from ..bulk import (
-    FINAL_STATES,
-    IN_DOUBT_STATES,
-    BulkRunner,
-    BulkSummary,
     CsvInputError,
     IncompletePlanError,
-    ItemResult,
     Journal,
     JournalLockedError,
-    PayoutItem,
     PlanMismatchError,
-    PlanSource,
     PreflightError,
-    ResultWriter,
-    backup_journal,
-    read_payout_file,
 )
-from ._progress import ProgressPrinter
-
-EXIT_INVALID_INPUT = 4
-EXIT_CONFIG = 5
-EXIT_JOURNAL = 6
-EXIT_JOURNAL_IN_USE = 7
-EXIT_INTERRUPTED = 130
-
-JOURNAL_COLUMNS = (
-    "line",
-    "reference",
-    "state",
-    "amount",
-    "bank_code",
-    "account_number",
-    "account_name",
-    "remark",
-    "external_id",
-    "reference_no",
-    "code",
-    "message",
+from ._common import (
+    CORRUPT_ADVICE,
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
+    EXIT_JOURNAL,
+    EXIT_JOURNAL_IN_USE,
+    JournalFailure,
+    journal_error,
 )
-
-
-class _JournalFailure(Exception):
-    """The journal failed (exit 6); ``lines`` say what is known and what to do."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__(lines[0])
-        self.lines = lines
-
+from ._journal import journal_command
+from ._payouts import _print_summary as _print_summary  # used by the tests
+from ._payouts import run_command
+from ._reconcile import add_reconcile_parser, reconcile_command
+from ._summary import print_events
 
 __all__ = ["main"]
 
@@ -115,9 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("journal", help="the run's SQLite journal")
     _add_run_options(resume)
 
+    add_reconcile_parser(sub)
+
     status = sub.add_parser("status", help="the latest status of one payout")
     status.add_argument("reference", help="the payout's reference (partnerReferenceNo)")
-    status.add_argument("--journal", help="also show what the journal recorded")
+    status.add_argument("--journal", help="also show what the journal recorded, and why")
 
     journal = commands.add_parser("journal", help="back up or export a run's journal")
     jsub = journal.add_subparsers(dest="action", required=True)
@@ -165,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_main(args.items, args.concurrency)
     with _log_to_stderr():
         if args.command == "journal":
-            return _journal_command(args)
+            return journal_command(args)
         return _run_payouts(args)
 
 
@@ -185,7 +162,7 @@ def _run_payouts(args: argparse.Namespace) -> int:
     except JournalLockedError as exc:
         print(f"refused: {exc.message}", file=sys.stderr)
         return EXIT_JOURNAL_IN_USE
-    except _JournalFailure as exc:
+    except JournalFailure as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_JOURNAL
@@ -219,281 +196,12 @@ class _OneLine(logging.Formatter):
         return ""
 
 
-def _journal_error(journal: str, exc: BaseException, *, doing: str, sent: str) -> list[str]:
-    """The first lines of an exit-6 message."""
-    return [
-        f"journal error: could not {doing} the journal {journal}: {type(exc).__name__}: {exc}",
-        "the record may be incomplete (a full disk, a corrupt or truncated file?). " + sent,
-    ]
-
-
-def _before_sending(journal: str, exc: sqlite3.Error) -> _JournalFailure:
-    return _JournalFailure(
-        [
-            *_journal_error(
-                journal,
-                exc,
-                doing="plan, read or write",
-                sent="Nothing was sent by this run (planning is all or nothing).",
-            ),
-            _CORRUPT_ADVICE,
-        ]
-    )
-
-
-_CORRUPT_ADVICE = (
-    "Restore the journal from a backup ('doku-async journal backup' makes one); without one, "
-    "'doku-async payouts status REFERENCE' asks DOKU about each reference, and a new run of "
-    "the same file over a new journal reports references DOKU already paid as 'already paid "
-    "before this run' instead of paying them again."
-)
-
-
-def _open_journal(args: argparse.Namespace) -> Journal:
-    try:
-        return Journal(args.journal, break_lock=args.break_lock)
-    except (sqlite3.Error, OSError) as exc:
-        raise _JournalFailure(
-            [
-                *_journal_error(
-                    args.journal, exc, doing="open", sent="Nothing was sent by this run."
-                ),
-                _CORRUPT_ADVICE,
-            ]
-        ) from None
-
-
 async def _payouts(args: argparse.Namespace) -> int:
     if args.action == "status":
         return await _status(args)
-    source: PlanSource | None = None
-    if args.action == "run":
-        payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
-        items, total = payouts.items, payouts.total
-        source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
-    elif not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat before starting
-        raise ConfigurationError(f"no journal at {args.journal}")
-    journal = _open_journal(args)
-    try:
-        with contextlib.ExitStack() as resources:
-            try:
-                if source is not None:
-                    journal.plan(items, source=source)  # one transaction, with the file's checksum
-                else:
-                    journal.check_plan_complete()
-                    items = [entry.item for entry in journal.entries()]
-                    total = sum(
-                        (entry.item.amount for entry in journal.entries(exclude_final=True)),
-                        Decimal("0.00"),
-                    )
-                customer = (
-                    args.customer_number
-                    or os.environ.get("DOKU_CUSTOMER_NUMBER")
-                    or journal.meta().get("customer_number")
-                )
-            except sqlite3.Error as exc:
-                raise _before_sending(args.journal, exc) from None
-            if not customer:
-                raise ConfigurationError(
-                    "set --customer-number or DOKU_CUSTOMER_NUMBER (the sender's phone)"
-                )
-            agent_key = args.agent_key or os.environ.get("DOKU_AGENT_KEY")
-            async with DokuClient.from_env() as doku:
-                runner = BulkRunner(
-                    doku,
-                    customer_number=customer,
-                    concurrency=args.concurrency,
-                    rate=args.rate,
-                    journal=journal,
-                    wait_for_final=args.wait_final,
-                    poll_interval=args.poll_interval,
-                    check_balance=args.check_balance,
-                    agent_key=agent_key,
-                )
-                try:
-                    journal.set_meta(customer_number=customer)
-                except sqlite3.Error as exc:
-                    raise _before_sending(args.journal, exc) from None
-                writer = _Results(ResultWriter(args.out) if args.out else None)
-                resources.callback(writer.close)
-                printer = ProgressPrinter()
-                resources.callback(printer.close)
-                runner.progress = printer
-                try:
-                    summary = await _run_with_sigint(runner, items, total, writer)
-                except sqlite3.Error as exc:
-                    raise _JournalFailure(
-                        _stopped_on_journal_error(args, journal, exc, items, writer, runner)
-                    ) from None
-        _print_summary(summary, args.journal)
-        try:
-            journal.close()  # commits the last outcomes, checkpoints, releases the lock
-        except sqlite3.Error as exc:
-            raise _JournalFailure(
-                _journal_error(
-                    args.journal,
-                    exc,
-                    doing="write the last outcomes to",
-                    sent="The results above (and in --out) are complete; a resume settles "
-                    "the items whose outcome was not recorded through check status.",
-                )
-            ) from None
-    finally:
-        with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
-            journal.close()
-    if runner.stopped:
-        return EXIT_INTERRUPTED
-    return summary.exit_code
-
-
-class _Results:
-    """The results file (if any) and which references it holds, so that a run stopped by a
-    journal error can complete it."""
-
-    def __init__(self, writer: ResultWriter | None) -> None:
-        self.writer = writer
-        self.written: set[str] = set()
-
-    def write(self, result: ItemResult) -> None:
-        self.written.add(result.reference)
-        if self.writer is not None:
-            self.writer.write(result)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _stopped_on_journal_error(
-    args: argparse.Namespace,
-    journal: Journal,
-    exc: sqlite3.Error,
-    items: list[PayoutItem],
-    results: _Results,
-    runner: BulkRunner,
-) -> list[str]:
-    """Complete the results file from the journal's last committed state, list the items in
-    doubt, and say what to do (exit 6)."""
-    states: dict[str, tuple[str, str]] | None = {}
-    try:
-        states = {
-            entry.item.reference: (entry.state, entry.external_id or "")
-            for entry in journal.entries()
-            if entry.item.reference not in results.written
-        }
-    except sqlite3.Error:
-        states = None  # unreadable too: every unfinished item is in doubt
-    in_doubt: list[tuple[str, str]] = []
-    not_sent = 0
-    for item in items:
-        if item.reference in results.written:
-            continue
-        state, external_id = ("", "") if states is None else states.get(item.reference, ("", ""))
-        if states is None or state in IN_DOUBT_STATES:
-            in_doubt.append((item.reference, external_id))
-            result = ItemResult(
-                reference=item.reference,
-                status="unknown",
-                amount=item.amount,
-                external_id=external_id or None,
-                line=item.line,
-                message="in doubt: the transfer may have been sent and its outcome is not "
-                "recorded (journal error); settle it with 'payouts resume' or 'payouts status'",
-            )
-        elif state in FINAL_STATES:
-            result = ItemResult(
-                reference=item.reference,
-                status="skipped",
-                amount=item.amount,
-                line=item.line,
-                previous=state,
-                message="settled by an earlier run (journal)",
-            )
-        else:
-            not_sent += 1
-            result = ItemResult(
-                reference=item.reference,
-                status="not sent",
-                amount=item.amount,
-                line=item.line,
-                message="not sent: the run stopped on a journal error before this item",
-            )
-        results.write(result)
-    summary = runner.summary
-    c = summary.counts
-    lines = _journal_error(
-        args.journal,
-        exc,
-        doing="write",
-        sent=f"The run stopped after {summary.done} item(s): succeeded {c['succeeded']} "
-        f"(IDR {summary.amount_paid:,}), failed {c['failed']}, pending {c['pending']}, "
-        f"unknown {c['unknown']}; {not_sent} not sent.",
-    )
-    if in_doubt:
-        lines.append(
-            f"{len(in_doubt)} item(s) in doubt (the transfer may have been sent, its outcome is "
-            "not recorded): do not pay them again by hand"
-        )
-        lines.extend(
-            f"  in doubt: {ref}" + (f" (X-EXTERNAL-ID {ext})" if ext else "")
-            for ref, ext in in_doubt
-        )
-    else:
-        lines.append("no item is in doubt: every transfer sent has its outcome above")
-    lines.append(
-        f"Fix the journal's disk, then 'doku-async payouts resume {args.journal}' settles the "
-        "items in doubt through check status and pays the ones not sent."
-    )
-    if args.out:
-        lines.append(f"{args.out} lists every item (in-doubt ones as 'unknown').")
-    return lines
-
-
-async def _run_with_sigint(
-    runner: BulkRunner, items: list[PayoutItem], total: Decimal, writer: _Results
-) -> BulkSummary:
-    """Run; the first Ctrl-C lets payouts in flight finish, the second aborts."""
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-
-    def on_sigint() -> None:
-        if not runner.stopped:
-            print(
-                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
-            )
-            runner.stop()
-        elif main_task is not None:
-            main_task.cancel()
-
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    try:
-        return await runner.run(items, total_amount=total, on_result=writer.write)
-    except asyncio.CancelledError:
-        runner.stop()
-        return runner.summary
-    finally:
-        with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
-
-
-def _print_summary(summary: BulkSummary, journal: str) -> None:
-    c = summary.counts
-    earlier = (
-        f"; {summary.already_paid} already paid before this run: IDR "
-        f"{summary.amount_already_paid:,}, not paid again"
-        if summary.already_paid
-        else ""
-    )
-    print(
-        f"done: {summary.done} items in {summary.elapsed:.1f}s "
-        f"({summary.throughput:,.0f}/s) - succeeded {c['succeeded']} "
-        f"(IDR {summary.amount_paid:,}{earlier}), failed {c['failed']}, pending {c['pending']}, "
-        f"unknown {c['unknown']}, skipped {c['skipped']}"
-        + (f" ({summary.skipped_failed} failed earlier)" if summary.skipped_failed else "")
-    )
-    if c["unknown"] or c["pending"]:
-        print(f"some outcomes are open: run 'doku-async payouts resume {journal}' later")
+    if args.action == "reconcile":
+        return await reconcile_command(args)
+    return await run_command(args)
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -504,13 +212,14 @@ async def _status(args: argparse.Namespace) -> int:
             journal = Journal(args.journal, lock=False)  # read only: a run may hold it
             try:
                 entry = journal.get(args.reference)
+                events = journal.events(args.reference)
             finally:
                 journal.close()
         except sqlite3.Error as exc:
-            raise _JournalFailure(
+            raise JournalFailure(
                 [
-                    *_journal_error(args.journal, exc, doing="read", sent="Nothing was sent."),
-                    _CORRUPT_ADVICE,
+                    *journal_error(args.journal, exc, doing="read", sent="Nothing was sent."),
+                    CORRUPT_ADVICE,
                 ]
             ) from None
         if entry is None:
@@ -520,6 +229,9 @@ async def _status(args: argparse.Namespace) -> int:
                 f"journal: {entry.state} code={entry.code or '-'} external_id="
                 f"{entry.external_id or '-'} reference_no={entry.reference_no or '-'}"
             )
+            if entry.message:
+                print(f"journal message: {entry.message}")
+            print_events(events)
     async with DokuClient.from_env() as doku:
         try:
             status = await doku.kirim.check_status(original_partner_reference_no=args.reference)
@@ -537,66 +249,3 @@ async def _status(args: argparse.Namespace) -> int:
         if status.transaction_status in ("04", "05", "06", "07")
         else 3
     )
-
-
-# --------------------------------------------------------------------------- journal commands
-
-
-def _journal_command(args: argparse.Namespace) -> int:
-    if not Path(args.journal).is_file():
-        print(f"configuration error: no journal at {args.journal}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        if args.action == "backup":
-            try:
-                count = backup_journal(args.journal, args.dest)
-            except FileExistsError as exc:
-                print(f"refused: {exc}", file=sys.stderr)
-                return EXIT_INVALID_INPUT
-            print(f"backed up {count} items from {args.journal} to {args.dest} (one file)")
-            return 0
-        if args.out:
-            with open(args.out, "w", newline="", encoding="utf-8") as out:
-                count = _export(args.journal, out, args.format)
-            print(f"exported {count} items to {args.out}", file=sys.stderr)
-        else:
-            _export(args.journal, sys.stdout, args.format)
-    except (sqlite3.Error, OSError) as exc:
-        for line in _journal_error(args.journal, exc, doing="read", sent="Nothing was sent."):
-            print(line, file=sys.stderr)
-        return EXIT_JOURNAL
-    return 0
-
-
-def _export(path: str, out: TextIO, fmt: str) -> int:
-    """Write every journaled item (input order) to ``out``; returns how many."""
-    journal = Journal(path, lock=False)  # read only: a run may hold it
-    count = 0
-    try:
-        writer = csv.writer(out) if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(JOURNAL_COLUMNS)
-        for entry in journal.entries():
-            item = entry.item
-            row = (
-                item.line,
-                item.reference,
-                entry.state,
-                str(item.amount),
-                item.bank_code,
-                item.account_number,
-                item.account_name,
-                item.remark,
-                entry.external_id,
-                entry.reference_no,
-                entry.code,
-                entry.message,
-            )
-            if writer is not None:
-                writer.writerow("" if v is None else v for v in row)
-            else:
-                out.write(json.dumps(dict(zip(JOURNAL_COLUMNS, row, strict=True))) + "\n")
-            count += 1
-    finally:
-        journal.close()
-    return count

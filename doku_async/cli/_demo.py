@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 
-from ..bulk import BulkRunner, PayoutItem, payout_item
+from .._client import DokuClient
+from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, payout_item
 from ..testing import DokuSimulator, SimulatorCredentials
-from ..webhooks import Notification, create_webhook_app
+from ..webhooks import ConfirmedNotification, create_webhook_app, follow_journal
 from ._progress import ProgressPrinter
 
 CUSTOMER_NUMBER = "628115678890"
@@ -48,14 +51,14 @@ def demo_items(count: int) -> list[PayoutItem]:
     return items
 
 
-async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
-    """Start a webhook receiver and the simulator on loopback, pay ``count`` items, print a
-    summary. Returns the process exit code."""
-    creds = SimulatorCredentials.generate()
-    received: list[Notification] = []
+async def _start_receiver(
+    creds: SimulatorCredentials, doku: DokuClient, journal: Journal, seen: list[str]
+) -> tuple[web.AppRunner, str]:
+    """The webhook receiver in confirm mode: each notification is confirmed with check status
+    and moves the journal's item to the state DOKU confirmed (``follow_journal``)."""
 
-    async def on_notification(notification: Notification) -> None:
-        received.append(notification)
+    async def then(confirmed: ConfirmedNotification) -> None:
+        seen.append(f"{confirmed.kind} -> {confirmed.state}")
 
     receiver = web.Application()
     receiver.add_subapp(
@@ -63,93 +66,130 @@ async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
         create_webhook_app(
             agent_key=creds.agent_key,
             encryption_keys=creds.encryption_key,
-            on_notification=on_notification,
+            confirm_with=doku,
+            **follow_journal(journal, then),
         ),
     )
     runner = web.AppRunner(receiver, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook = f"http://127.0.0.1:{runner.addresses[0][1]}/doku/kirim"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/doku/kirim"
+
+
+async def run_demo(count: int = 1000, concurrency: int = 32) -> int:
+    """Pay ``count`` items through the simulator with a confirm-mode webhook receiver on
+    loopback, let DOKU's notifications settle the journal, print a summary from the journal.
+    Returns the process exit code (0 only when every payout is confirmed paid)."""
+    creds = SimulatorCredentials.generate()
     items = demo_items(count)
     total = sum((i.amount for i in items), Decimal("0.00"))
-    expected_notifications = sum(
+    expected = sum(
         1 for i in items if "12345" in i.account_number or i.account_number == "7746555134"
     )
     workdir = tempfile.TemporaryDirectory(prefix="doku-demo-")
-    journal = Path(workdir.name) / "run.db"
+    journal = Journal(Path(workdir.name) / "run.db")
+    seen: list[str] = []
     print(f"doku-async demo: paying {count} drivers (IDR {total:,}) through the embedded simulator")
-    print(f"  webhook receiver: {hook}/unpaid and {hook}/refund")
-    print(f"  journal: {journal}")
+    print(f"  journal: {journal.path}")
     try:
         async with (
             DokuSimulator(
-                credentials=creds,
-                unpaid_url=f"{hook}/unpaid",
-                refund_url=f"{hook}/refund",
-                notification_delay=0.2,
-                retry_schedule=(0.1, 0.2, 0.4),
+                credentials=creds, notification_delay=0.2, retry_schedule=(0.1, 0.2, 0.4)
             ) as sim,
             sim.client() as doku,
         ):
-            print(f"  simulator: {sim.base_url}")
-            progress = ProgressPrinter()
-            bulk = BulkRunner(
-                doku,
-                customer_number=CUSTOMER_NUMBER,
-                concurrency=concurrency,
-                journal=str(journal),
-                wait_for_final=True,
-                poll_interval=0.1,
-                final_timeout=10,
-                check_balance=True,
-                agent_key=creds.agent_key,
-                progress=progress,
-            )
-            started = time.perf_counter()
-            async with bulk:
-                summary = await bulk.run(items)
-            progress.close()
-            elapsed = time.perf_counter() - started
+            receiver, hook = await _start_receiver(creds, doku, journal, seen)
+            sim.unpaid_url, sim.refund_url = f"{hook}/unpaid", f"{hook}/refund"
+            print(f"  simulator: {sim.base_url}; webhook receiver (confirm mode): {hook}/...")
             try:
-                await sim.wait_for_notifications(expected_notifications, timeout=10)
-            except TimeoutError:
-                print("  (some notifications did not arrive in time)")
-            twice = sum(1 for i in items if sim.transfer_count(i.reference) > 1)
-            requests = len(sim.requests)
-            token_requests = sim.token_requests
-            balance = sim.balance()
+                summary, elapsed = await _pay(doku, items, journal, concurrency, creds)
+                with contextlib.suppress(TimeoutError):
+                    await sim.wait_for_notifications(expected, timeout=10)
+                await sim.drain()
+                facts = _Facts(
+                    twice=sum(1 for i in items if sim.transfer_count(i.reference) > 1),
+                    requests=len(sim.requests),
+                    token_requests=sim.token_requests,
+                    balance=sim.balance(),
+                )
+            finally:
+                await receiver.cleanup()
+        return _report(count, summary, elapsed, journal, facts, seen)
     finally:
-        await runner.cleanup()
+        journal.close()
         workdir.cleanup()
-    kinds = Counter(f"{n.kind} {n.status}" for n in received)
-    c = summary.counts
+
+
+class _Facts(NamedTuple):
+    twice: int
+    requests: int
+    token_requests: int
+    balance: Decimal
+
+
+async def _pay(
+    doku: DokuClient,
+    items: list[PayoutItem],
+    journal: Journal,
+    concurrency: int,
+    creds: SimulatorCredentials,
+) -> tuple[BulkSummary, float]:
+    progress = ProgressPrinter()
+    bulk = BulkRunner(
+        doku,
+        customer_number=CUSTOMER_NUMBER,
+        concurrency=concurrency,
+        journal=journal,
+        check_balance=True,
+        agent_key=creds.agent_key,
+        progress=progress,
+    )
+    started = time.perf_counter()
+    summary = await bulk.run(items)
+    progress.close()
+    return summary, time.perf_counter() - started
+
+
+def _report(
+    count: int,
+    summary: BulkSummary,
+    elapsed: float,
+    journal: Journal,
+    facts: _Facts,
+    seen: list[str],
+) -> int:
+    """The summary, from the journal: where the notifications (confirmed) left each payout."""
+    states = journal.counts()
     print()
-    print("Summary")
+    print("Summary (from the journal, after DOKU's notifications were confirmed)")
     print(f"  items            {count}")
-    print(f"  succeeded        {c['succeeded']}  (IDR {summary.amount_paid:,})")
-    print(f"  failed           {c['failed']}  (UNPAID, then FAILED: nothing paid)")
-    refunds = kinds.get("refund 40", 0)
-    print(f"  refunded         {refunds}  (paid, then returned: reported by notification)")
-    print(f"  pending          {c['pending']}")
-    print(f"  unknown          {c['unknown']}")
-    print(f"  paid twice       {twice}")
+    for state, meaning in (
+        ("succeeded", "DOKU confirmed the payout"),
+        ("failed", "UNPAID, then FAILED: nothing paid"),
+        ("refunded", "paid, then the money came back"),
+        ("pending", "UNPAID: not final yet"),
+        ("accepted", "accepted, not confirmed"),
+        ("unknown", "may have been sent: settle with reconcile"),
+    ):
+        print(f"  {state:<16} {states.get(state, 0)}  ({meaning})")
+    print(f"  paid twice       {facts.twice}")
     print(
-        f"  throughput       {count / elapsed:,.0f} items/s, {requests / elapsed:,.0f} requests/s"
+        f"  throughput       {count / elapsed:,.0f} items/s, "
+        f"{facts.requests / elapsed:,.0f} requests/s"
     )
     print(
         "  latency per item "
         f"p50 {summary.percentile(50) * 1000:.1f} ms, p90 {summary.percentile(90) * 1000:.1f} ms, "
         f"p99 {summary.percentile(99) * 1000:.1f} ms"
     )
-    print(f"  token requests   {token_requests}")
-    print(
-        "  notifications    "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
-        + "  (50 success, 35 failed, 40 refunded)"
-    )
-    print(f"  final balance    IDR {balance:,}")
-    return summary.exit_code if c["unknown"] or c["pending"] or twice else 0
+    print(f"  token requests   {facts.token_requests}")
+    kinds = Counter(seen)
+    print("  notifications    " + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())))
+    print(f"  final balance    IDR {facts.balance:,}")
+    unsettled = sum(states.get(s, 0) for s in ("pending", "accepted", "unknown"))
+    if facts.twice or unsettled:
+        return 3
+    return 0
 
 
 def main(count: int, concurrency: int) -> int:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING
 
 from .. import _validation as v
 from .._constants import REQUEST_ID_MAX
-from .._nonsnap import NonSnapOperation, NonSnapRequester
+from .._nonsnap import NonSnapOperations, NonSnapRequester
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]+")
-
-if TYPE_CHECKING:
-    from .._client import DokuClient
 
 
 def request_id_or_new(request_id: str | None) -> str:
@@ -30,13 +26,12 @@ def request_id_or_new(request_id: str | None) -> str:
 
 
 class NonSnapResource:
-    """Base of the Non-SNAP product resources."""
+    """Base of the Non-SNAP product resources: the client hands each its requester and the
+    endpoints, so no resource reaches back into the client."""
 
-    def __init__(self, client: DokuClient) -> None:
-        self._client = client
+    def __init__(self, requester: NonSnapRequester, ops: NonSnapOperations) -> None:
+        self._requester = requester
+        self._ops = ops
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-    def _requester(self) -> tuple[NonSnapRequester, dict[str, NonSnapOperation]]:
-        return self._client._non_snap()

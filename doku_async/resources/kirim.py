@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from .. import _serde
 from .. import _validation as v
-from .._base_client import SnapOperation, SnapRequester, build_result
+from .._banks import BankCodes
 from .._constants import DEFAULT_CURRENCY
+from .._exceptions import ConfigurationError
+from .._pipeline import KirimOperations, SnapRequester
+from .._settlement import MoneyRule
 from ..models._base import Amount
 from ..models.kirim import (
     AccountInquiryAdditionalInfo,
@@ -21,17 +24,12 @@ from ..models.kirim import (
     CheckStatusResponse,
     TransferBankAdditionalInfo,
     TransferBankRequest,
-    TransferBankResponse,
     TransferResult,
 )
 
-if TYPE_CHECKING:
-    from .._client import DokuClient
-
-__all__ = ["Kirim"]
+__all__ = ["Kirim", "KirimSettings"]
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_COUNTRY = re.compile(r"[A-Z]{2}")
 _CODE = re.compile(r"[0-9]{1,2}")
 _PARTNER_REF = re.compile(r"[\x21-\x7e]+")
 _PARTNER_REF_ALLOWED = "visible ASCII characters (no spaces)"
@@ -64,46 +62,50 @@ _EXTRA_LIMITS: dict[str, tuple[int, re.Pattern[str] | None, str]] = {
 }
 
 
-def check_country_code(field: str, value: object) -> str:
-    """An ISO country code as DOKU takes it: two capital letters."""
-    return v.text(field, value, max_len=2, min_len=2, pattern=_COUNTRY, allowed="A-Z")
-
-
-def _channel_code(value: object) -> str:
-    return v.text("channel_code", value, max_len=2, pattern=_CODE, allowed="digits")
-
-
-def check_channel_code(value: object) -> str | None:
-    """An optional channel code: one or two digits."""
-    return None if value is None else _channel_code(value)
-
-
 def _check_extra(name: str, value: object) -> str:
     if name == "beneficiary_phone_number":
         return v.phone(name, value)
     if name == "sender_country_code":
-        return check_country_code(name, value)
+        return v.country_code(name, value)
     if name == "channel_code":
-        return _channel_code(value)
+        return v.channel_code(value)
     max_len, pattern, allowed = _EXTRA_LIMITS[name]
     return v.text(name, value, max_len=max_len, pattern=pattern, allowed=allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class KirimSettings:
+    """The client settings Kirim DOKU calls read (handed over by the client)."""
+
+    bank_codes: BankCodes
+    check_status_service_code: str
+    confirm_transfers: bool
 
 
 class Kirim:
     """Kirim DOKU operations: account inquiry, balance inquiry, transfer to bank, check status.
 
     Reach it as ``doku.kirim``. Every method validates its arguments before any I/O and raises
-    :class:`~doku_async.RequestValidationError` naming the bad field.
+    :class:`~doku_async.RequestValidationError` naming the bad field. The client hands it its
+    requester (``None`` without a private key), endpoints and settings.
     """
 
-    def __init__(self, client: DokuClient) -> None:
-        self._client = client
+    def __init__(
+        self, requester: SnapRequester | None, ops: KirimOperations, settings: KirimSettings
+    ) -> None:
+        self._requester_or_none = requester
+        self._ops = ops
+        self._settings = settings
+        self._money_rule = None if requester is None else MoneyRule(requester)
 
     def __repr__(self) -> str:
         return "Kirim()"
 
-    def _ops(self) -> tuple[SnapRequester, dict[str, SnapOperation]]:
-        return self._client._snap()
+    @property
+    def _requester(self) -> SnapRequester:
+        if self._requester_or_none is None:
+            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+        return self._requester_or_none
 
     async def account_inquiry(
         self,
@@ -143,23 +145,24 @@ class Kirim:
                 "beneficiary_account_number", beneficiary_account_number, max_len=32
             ),
             additional_info=AccountInquiryAdditionalInfo(
-                channel_code=check_channel_code(channel_code),
+                channel_code=v.optional_channel_code(channel_code),
                 beneficiary_bank_code=v.bank_code(
-                    "beneficiary_bank_code", beneficiary_bank_code, self._client.bank_codes
+                    "beneficiary_bank_code", beneficiary_bank_code, self._settings.bank_codes
                 ),
                 beneficiary_account_name=v.text(
                     "beneficiary_account_name", beneficiary_account_name, max_len=100
                 ),
-                sender_country_code=check_country_code("sender_country_code", sender_country_code),
+                sender_country_code=v.country_code("sender_country_code", sender_country_code),
             ),
         )
-        return await self._send_inquiry(request)
+        return await self.send_inquiry(request)
 
-    async def _send_inquiry(self, request: AccountInquiryRequest) -> AccountInquiryResponse:
-        """Send a validated inquiry (the bulk runner builds its own from checked items)."""
-        requester, ops = self._ops()
-        return await requester.read(
-            ops["account_inquiry"],
+    async def send_inquiry(self, request: AccountInquiryRequest) -> AccountInquiryResponse:
+        """Send an already built and validated :class:`AccountInquiryRequest`, as
+        :meth:`account_inquiry` does after checking its arguments (for callers such as the
+        bulk runner that build requests themselves)."""
+        return await self._requester.read(
+            self._ops.account_inquiry,
             _serde.encode(request),
             AccountInquiryResponse,
             references={"partnerReferenceNo": request.partner_reference_no},
@@ -183,10 +186,12 @@ class Kirim:
             else _partner_ref("partner_reference_no", partner_reference_no),
             account_no=v.text("account_no", account_no, max_len=16),
         )
-        requester, ops = self._ops()
         refs = {} if partner_reference_no is None else {"partnerReferenceNo": partner_reference_no}
-        return await requester.read(
-            ops["balance_inquiry"], _serde.encode(request), BalanceInquiryResponse, references=refs
+        return await self._requester.read(
+            self._ops.balance_inquiry,
+            _serde.encode(request),
+            BalanceInquiryResponse,
+            references=refs,
         )
 
     async def transfer_bank(
@@ -290,7 +295,7 @@ class Kirim:
                 "beneficiary_account_number", beneficiary_account_number, max_len=32
             ),
             beneficiary_bank_code=v.bank_code(
-                "beneficiary_bank_code", beneficiary_bank_code, self._client.bank_codes
+                "beneficiary_bank_code", beneficiary_bank_code, self._settings.bank_codes
             ),
             amount=_amount(amount, currency),
             session_id=opt("session_id", session_id, max_len=25),
@@ -300,31 +305,29 @@ class Kirim:
         fixed_external_id = (
             None if external_id is None else v.digits("external_id", external_id, max_len=36)
         )
-        return await self._send_transfer(request, fixed_external_id, confirm)
+        return await self.send_transfer(request, external_id=fixed_external_id, confirm=confirm)
 
-    async def _send_transfer(
-        self, request: TransferBankRequest, external_id: str | None, confirm: bool | None = None
+    async def send_transfer(
+        self,
+        request: TransferBankRequest,
+        *,
+        external_id: str | None = None,
+        confirm: bool | None = None,
     ) -> TransferResult:
-        """Send a validated transfer under the money rule (see :meth:`transfer_bank`)."""
-        requester, ops = self._ops()
-        status, response, found, used_external_id, resent = await requester.transfer(
-            ops["transfer_bank"],
-            ops["check_status"],
+        """Send an already built and validated :class:`TransferBankRequest` under the money
+        rule, as :meth:`transfer_bank` does after checking its arguments (for callers such as
+        the bulk runner that build requests themselves). ``external_id`` must be digits (at
+        most 36); ``confirm`` defaults to the client's ``confirm_transfers``."""
+        if self._money_rule is None:
+            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+        return await self._money_rule.transfer(
+            self._ops.transfer_bank,
+            self._ops.check_status,
             _serde.encode(request),
             request.partner_reference_no,
             request.amount.value,
-            TransferBankResponse,
-            external_id,
-            self._client.confirm_transfers if confirm is None else confirm,
-        )
-        return build_result(
-            status,
-            response,
-            found,
-            request.partner_reference_no,
-            used_external_id,
-            resent,
-            request.amount.value,
+            external_id=external_id,
+            confirm=self._settings.confirm_transfers if confirm is None else confirm,
         )
 
     async def check_status(
@@ -362,14 +365,13 @@ class Kirim:
             else v.digits("original_external_id", original_external_id, max_len=36),
             service_code=v.text(
                 "service_code",
-                self._client.check_status_service_code if service_code is None else service_code,
+                self._settings.check_status_service_code if service_code is None else service_code,
                 max_len=2,
                 min_len=2,
                 pattern=_CODE,
                 allowed="digits",
             ),
         )
-        requester, ops = self._ops()
-        return await requester.check_status(
-            ops["check_status"], _serde.encode(request), request.original_partner_reference_no
+        return await self._requester.check_status(
+            self._ops.check_status, _serde.encode(request), request.original_partner_reference_no
         )

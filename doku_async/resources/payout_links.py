@@ -72,7 +72,6 @@ class PayoutLinks(NonSnapResource):
             ),
         )
         rid = request_id_or_new(request_id)
-        requester, ops = self._requester()
 
         async def resolve() -> PayoutLinkResponse | None:
             # None only when DOKU says the link does not exist (404); anything unclear raises.
@@ -86,8 +85,8 @@ class PayoutLinks(NonSnapResource):
                 raise DokuError("the status answer names no payout link")
             return found
 
-        return await requester.call(
-            ops["payout_link_initiate"],
+        return await self._requester.call(
+            self._ops.payout_link_initiate,
             _serde.encode_numbers(request),
             PayoutLinkResponse,
             request_id=rid,
@@ -111,9 +110,8 @@ class PayoutLinks(NonSnapResource):
         request = PayoutLinkStatusRequest(
             transaction_id=v.text("reference_id", reference_id, max_len=30)
         )
-        requester, ops = self._requester()
-        return await requester.call(
-            ops["payout_link_status"],
+        return await self._requester.call(
+            self._ops.payout_link_status,
             _serde.encode_numbers(request),
             PayoutLinkResponse,
             request_id=request_id_or_new(request_id),

@@ -80,9 +80,8 @@ class Rdl(NonSnapResource):
                 address=v.text("destination_address", destination_address, max_len=50),
             ),
         )
-        requester, ops = self._requester()
-        return await requester.call(
-            ops["rdl"],
+        return await self._requester.call(
+            self._ops.rdl,
             _serde.encode_numbers(request),
             RdlDisbursementResponse,
             request_id=request_id_or_new(request_id),

@@ -45,9 +45,8 @@ class Transfers(NonSnapResource):
                 invoice_number=v.text("invoice_number", invoice_number, max_len=100),
             )
         )
-        requester, ops = self._requester()
-        return await requester.call(
-            ops["transfers"],
+        return await self._requester.call(
+            self._ops.transfers,
             _serde.encode_numbers(request),
             TransferCreateResponse,
             request_id=request_id_or_new(request_id),

@@ -1,11 +1,13 @@
-"""The SNAP request flow shared by every Kirim DOKU operation.
+"""The SNAP request pipeline shared by every Kirim DOKU operation.
 
 1. The caller hands over a body already encoded once; it is hashed once.
 2. Each attempt takes a cached token, a fresh timestamp and a fresh signature.
 3. The transport answers or raises a typed error that says whether the request may have
    reached DOKU.
-4. :func:`~doku_async._retry.classify` decides; reads retry, a transfer is never re-sent blind:
-   an unclear outcome is settled through check status (the money rule).
+4. :func:`~doku_async._retry.classify` decides; reads retry inside the client's one
+   :class:`~doku_async._retry.RetryBudget`. Transfers are not sent from here: the money rule
+   lives in :mod:`doku_async._settlement`, which uses :meth:`SnapRequester.attempt` and
+   :meth:`SnapRequester.check_status`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -25,25 +26,24 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import _serde
 from ._exceptions import (
     AuthenticationError,
-    BadRequestError,
-    BusinessRejectionError,
     ConfigurationError,
     DokuAPIError,
     DokuConnectionError,
     DokuError,
     DokuTimeoutError,
     DokuTransportError,
-    DuplicateRequestError,
-    InsufficientFundsError,
-    InvalidAccountError,
     RateLimitError,
     ResponseDecodeError,
-    ServerError,
-    TokenError,
-    TransferFailedError,
-    TransferOutcomeUnknownError,
+    error_for,
 )
-from ._retry import Disposition, RetryPolicy, classify, parse_retry_after, split_code
+from ._retry import (
+    Disposition,
+    RetryBudget,
+    RetryPolicy,
+    classify,
+    parse_retry_after,
+    split_code,
+)
 from ._signing import (
     HmacKey,
     TimestampFormat,
@@ -52,27 +52,28 @@ from ._signing import (
     snap_string_to_sign,
     token_signature,
 )
-from ._states import PayoutState
 from ._tokens import TokenCache
 from ._transport import RawResponse, Transport
 from .models._base import SnapResponse
 from .models.kirim import (
-    CheckStatusRequest,
     CheckStatusResponse,
     TokenRequest,
     TokenResponse,
     TransactionStatus,
-    TransferBankResponse,
-    TransferResult,
 )
 
-__all__ = ["SnapOperation", "SnapRequester", "error_for", "new_external_id"]
+__all__ = [
+    "KirimOperations",
+    "SnapOperation",
+    "SnapRequester",
+    "TokenUnavailable",
+    "new_external_id",
+]
 
 log = logging.getLogger("doku_async")
 
 R = TypeVar("R", bound=SnapResponse)
 
-_TRANSFER_UNCLEAR = "the transfer's outcome is unclear"
 _NO_REFERENCES: Mapping[str, str] = MappingProxyType({})
 _TOKEN_BODY = _serde.encode(TokenRequest(grant_type="client_credentials"))
 
@@ -97,51 +98,17 @@ class SnapOperation:
     service_code: str
 
 
-def error_for(
-    http_status: int,
-    code: str,
-    message: str,
-    *,
-    raw_body: bytes = b"",
-    references: Mapping[str, str] | None = None,
-    retry_after: float | None = None,
-) -> DokuAPIError:
-    """Build the typed error for a non-success answer: the one code-to-error table."""
-    status, case = split_code(http_status, code)
-    text = f"DOKU answered {code or http_status}: {message or 'no message'}"
-    cls: type[DokuAPIError]
-    if status == 400:
-        cls = BadRequestError
-    elif status == 401:
-        cls = TokenError if case in ("01", "03") else AuthenticationError
-    elif status == 403:
-        cls = InsufficientFundsError if case == "14" else BusinessRejectionError
-    elif status == 404:
-        cls = InvalidAccountError if case == "11" else BusinessRejectionError
-    elif status == 409:
-        cls = DuplicateRequestError
-    elif status == 429:
-        cls = RateLimitError
-    elif status >= 500 or status == 408:
-        cls = ServerError
-    elif 400 <= status < 500:
-        cls = BusinessRejectionError
-    else:
-        cls = DokuAPIError
-    error = cls(
-        text,
-        http_status=http_status,
-        response_code=code,
-        response_message=message,
-        raw_body=raw_body,
-        references=references,
-    )
-    if isinstance(error, RateLimitError):
-        error.retry_after = retry_after
-    return error
+@dataclass(frozen=True, slots=True)
+class KirimOperations:
+    """The Kirim DOKU endpoints a client talks to (built once from its path family)."""
+
+    account_inquiry: SnapOperation
+    balance_inquiry: SnapOperation
+    transfer_bank: SnapOperation
+    check_status: SnapOperation
 
 
-class _TokenUnavailable(Exception):
+class TokenUnavailable(Exception):
     """No access token could be had; ``error`` is what to raise (never retried again)."""
 
     def __init__(self, error: DokuError) -> None:
@@ -226,16 +193,23 @@ class SnapRequester:
         self._token_op = token_op
         self._token_ts_format: TimestampFormat = token_timestamp_format
         self.tokens = TokenCache(self.fetch_token, clock=clock, refresh_margin=token_refresh_margin)
-        self.on_rate_limited: Callable[[float | None], None] | None = None
-        """Called with the ``Retry-After`` hint (or ``None``) whenever DOKU answers 429."""
+        self.rate_limit_listeners: list[Callable[[float | None], None]] = []
+        """Each is called with the ``Retry-After`` hint (or ``None``) whenever DOKU answers
+        429 (the bulk runner's limiter listens here while it runs)."""
         self._client_id = client_id
         self._key = secret_key
         self._channel_id = channel_id
         self._ts_format: TimestampFormat = timestamp_format
-        self._attempt_timeout = attempt_timeout
-        self._total_timeout = total_timeout
-        self._retry = retry
-        self._check_service_code = check_status_service_code
+        self.budget = RetryBudget(
+            retry,
+            attempt_timeout=attempt_timeout,
+            total_timeout=total_timeout,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+        )
+        self.retry = retry
+        self.check_service_code = check_status_service_code
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -244,39 +218,28 @@ class SnapRequester:
     def __repr__(self) -> str:
         return f"SnapRequester(client_id={self._client_id!r})"
 
-    # --- deadlines -------------------------------------------------------------------------
+    # --- deadlines (the shared retry budget) -----------------------------------------------
 
     def deadline(self) -> float:
         """The monotonic deadline of an operation starting now."""
-        return self._clock() + self._total_timeout
+        return self.budget.deadline()
 
     def attempt_timeout(self, deadline: float, references: Mapping[str, str]) -> float:
         """Time left for one attempt; raises when the operation's deadline has passed."""
-        remaining = deadline - self._clock()
-        if remaining <= 0:
-            raise DokuTimeoutError(
-                "the operation's total deadline ran out", request_sent=False, references=references
-            )
-        return min(self._attempt_timeout, remaining)
+        return self.budget.attempt_timeout(deadline, references)
 
     async def backoff_or_give_up(
         self, attempt: int, max_attempts: int, deadline: float, retry_after: float | None
     ) -> bool:
         """Sleep before the next attempt; ``False`` when attempts or time are used up."""
-        if attempt >= max_attempts:
-            return False
-        delay = self._retry.backoff(attempt, retry_after, self._rand)
-        if self._clock() + delay >= deadline:
-            return False
-        await self._sleep(delay)
-        return True
+        return await self.budget.backoff_or_give_up(attempt, max_attempts, deadline, retry_after)
 
     # --- one signed attempt ------------------------------------------------------------------
 
     async def _token(self, deadline: float, references: Mapping[str, str]) -> str:
         """The cached token, or one fetched (with its own retries) within the deadline.
 
-        Raises :class:`_TokenUnavailable`: the fetch already retried, so callers must not retry
+        Raises :class:`TokenUnavailable`: the fetch already retried, so callers must not retry
         it again, and the operation's own request was never sent.
         """
         cached = self.tokens.peek()
@@ -287,7 +250,7 @@ class SnapRequester:
             async with asyncio.timeout(max(remaining, 0.0)):
                 return await self.tokens.get()
         except TimeoutError:
-            raise _TokenUnavailable(
+            raise TokenUnavailable(
                 DokuTimeoutError(
                     "timed out waiting for an access token",
                     request_sent=False,
@@ -296,7 +259,7 @@ class SnapRequester:
             ) from None
         except DokuTransportError as exc:
             kind = DokuTimeoutError if isinstance(exc, DokuTimeoutError) else DokuConnectionError
-            raise _TokenUnavailable(
+            raise TokenUnavailable(
                 kind(
                     f"cannot get an access token: {exc.message}",
                     request_sent=False,
@@ -304,7 +267,7 @@ class SnapRequester:
                 )
             ) from None
         except DokuError as exc:
-            raise _TokenUnavailable(exc) from None
+            raise TokenUnavailable(exc) from None
 
     async def attempt(
         self,
@@ -343,8 +306,10 @@ class SnapRequester:
                 raise exc.with_references(references) from None
             answer = _read_answer(raw, response_type)
             self._log_attempt(op, raw, answer, attempt_no)
-            if self.on_rate_limited is not None and split_code(raw.status, answer.code)[0] == 429:
-                self.on_rate_limited(parse_retry_after(raw.headers.get("Retry-After")))
+            if self.rate_limit_listeners and split_code(raw.status, answer.code)[0] == 429:
+                hint = parse_retry_after(raw.headers.get("Retry-After"))
+                for listener in self.rate_limit_listeners:
+                    listener(hint)
             if answer.disposition is Disposition.TOKEN and not refreshed:
                 self.tokens.invalidate(token)
                 refreshed = True
@@ -382,7 +347,7 @@ class SnapRequester:
             retry_after: float | None = None
             try:
                 answer = await send_once(attempt_no)
-            except _TokenUnavailable as exc:
+            except TokenUnavailable as exc:
                 raise exc.error from None
             except DokuTransportError as exc:
                 last: DokuError = exc
@@ -414,7 +379,7 @@ class SnapRequester:
         path, and every extra coroutine frame is paid again at each suspension.
         """
         deadline = self.deadline() if deadline is None else deadline
-        limit = self._retry.max_attempts if max_attempts is None else max_attempts
+        limit = self.retry.max_attempts if max_attempts is None else max_attempts
         body_hash = body_sha256_hex(body)
         base = references if references is not None else _NO_REFERENCES
         attempt_no = 0
@@ -426,7 +391,7 @@ class SnapRequester:
                 answer = await self.attempt(
                     op, body, body_hash, external_id, deadline, attempt_no, response_type, base
                 )
-            except _TokenUnavailable as exc:
+            except TokenUnavailable as exc:
                 raise exc.error from None
             except DokuTransportError as exc:
                 last: DokuError = exc
@@ -471,7 +436,7 @@ class SnapRequester:
             answer = await self._retrying(
                 send_once,
                 deadline=deadline,
-                max_attempts=self._retry.max_attempts,
+                max_attempts=self.retry.max_attempts,
                 references=_NO_REFERENCES,
                 redact_body=True,
             )
@@ -496,211 +461,6 @@ class SnapRequester:
                 raw.elapsed * 1000,
                 n,
             )
-
-    # --- transfers -------------------------------------------------------------------------
-
-    async def transfer(
-        self,
-        op: SnapOperation,
-        check_op: SnapOperation,
-        body: bytes,
-        partner_reference_no: str,
-        amount: Decimal,
-        response_type: type[R],
-        external_id: str | None = None,
-        confirm: bool = True,
-    ) -> tuple[str, R | None, CheckStatusResponse | None, str, bool]:
-        """Send a transfer under the money rule.
-
-        Returns ``(state, transfer answer, check-status answer, external id, resent)``, the state
-        a :class:`~doku_async.PayoutState`: ``accepted`` (DOKU's ``2004300``, not confirmed),
-        ``pending``, ``succeeded`` or ``refunded``. With ``confirm``, an accepted transfer is
-        followed by one check status. Raises :class:`TransferFailedError` when DOKU says failed
-        or canceled (nothing paid), another typed error when it was rejected (nothing paid), or
-        :class:`TransferOutcomeUnknownError`.
-        """
-        deadline = self.deadline()
-        body_hash = body_sha256_hex(body)
-        external_id = external_id or new_external_id()
-        refs = {"X-EXTERNAL-ID": external_id, "partnerReferenceNo": partner_reference_no}
-        sends = 0
-        resent = False
-        external_id_spent = False
-        # Once a send may have reached DOKU, no later failure may claim "nothing was paid":
-        # that earlier send can still land.
-        earlier: DokuError | None = None
-
-        def give_up(error: DokuError) -> DokuError:
-            if earlier is None:
-                return error
-            return TransferOutcomeUnknownError(
-                f"{_TRANSFER_UNCLEAR}: an earlier send may still take effect and the resend "
-                f"failed ({type(error).__name__}); do not resend with new references",
-                references=refs,
-                last_error=error,
-            )
-
-        while True:
-            sends += 1
-            unclear: DokuError
-            retry_after: float | None = None
-            try:
-                answer = await self.attempt(
-                    op, body, body_hash, external_id, deadline, sends, response_type, refs
-                )
-            except _TokenUnavailable as exc:
-                raise give_up(exc.error) from None
-            except DokuTransportError as exc:
-                if exc.request_sent:
-                    unclear = exc
-                else:
-                    # Certainly not sent: sending again with the same references is safe.
-                    if await self.backoff_or_give_up(
-                        sends, self._retry.max_attempts, deadline, None
-                    ):
-                        continue
-                    raise give_up(exc) from None
-            else:
-                disposition = answer.disposition
-                if disposition is Disposition.SUCCESS and answer.decoded is not None:
-                    accepted: R = answer.decoded  # type: ignore[assignment]
-                    if not confirm:
-                        return PayoutState.ACCEPTED, accepted, None, external_id, resent
-                    found = await self._settle(
-                        check_op, partner_reference_no, external_id, deadline, refs
-                    )
-                    if found is None or found.transaction_status == TransactionStatus.NOT_FOUND:
-                        # Accepted; DOKU's confirmation is not (yet) to be had: say no more.
-                        return PayoutState.ACCEPTED, accepted, None, external_id, resent
-                    state = self._state_of(found, refs, amount, partner_reference_no)
-                    return state, accepted, found, external_id, resent
-                error = answer.error(refs)
-                status = split_code(answer.raw.status, answer.code)[0]
-                if status == 429:
-                    # Rejected before processing: wait, then the same partnerReferenceNo under
-                    # a fresh X-EXTERNAL-ID (DOKU may answer 409xx00 to a reused one).
-                    retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-                    if await self.backoff_or_give_up(
-                        sends, self._retry.max_attempts, deadline, retry_after
-                    ):
-                        external_id = refs["X-EXTERNAL-ID"] = new_external_id()
-                        continue
-                    raise give_up(error)
-                if disposition in (Disposition.FINAL, Disposition.TOKEN) or (
-                    disposition is Disposition.RETRYABLE and status == 403
-                ):
-                    raise give_up(error)
-                unclear = error  # 5xx, 504, 408, 202, 409, or an undecodable success
-                if status == 409 and answer.code[5:] == "00":
-                    # 409xx00: this X-EXTERNAL-ID was already used today. DOKU's rule is never
-                    # to resend it; only check status may settle the outcome.
-                    external_id_spent = True
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "transfer outcome unclear (%s); asking check status", type(unclear).__name__
-                )
-            found = await self._settle(check_op, partner_reference_no, external_id, deadline, refs)
-            if found is None:
-                raise TransferOutcomeUnknownError(
-                    f"{_TRANSFER_UNCLEAR} and check status could not settle it "
-                    f"({type(unclear).__name__}); do not resend with new references",
-                    references=refs,
-                    last_error=unclear,
-                )
-            status_code = found.transaction_status
-            if status_code == TransactionStatus.NOT_FOUND:
-                if external_id_spent:
-                    raise TransferOutcomeUnknownError(
-                        f"{_TRANSFER_UNCLEAR}: DOKU says this X-EXTERNAL-ID was already used "
-                        "today but check status does not find the transfer; it is not resent",
-                        references=refs,
-                        last_error=unclear,
-                    )
-                if not resent:
-                    # DOKU does not know the transfer: send it again under the same
-                    # partnerReferenceNo (DOKU's idempotency key) and a fresh X-EXTERNAL-ID.
-                    resent = True
-                    earlier = unclear
-                    external_id = refs["X-EXTERNAL-ID"] = new_external_id()
-                    continue
-                raise TransferOutcomeUnknownError(
-                    f"{_TRANSFER_UNCLEAR}: DOKU does not find it even after one resend with the "
-                    "same references",
-                    references=refs,
-                    last_error=unclear,
-                )
-            if PayoutState.from_check_status(status_code) is None:
-                raise TransferOutcomeUnknownError(
-                    f"{_TRANSFER_UNCLEAR}: check status answered an undocumented status "
-                    f"{status_code!r}",
-                    references=refs,
-                    last_error=unclear,
-                )
-            state = self._state_of(found, refs, amount, partner_reference_no)
-            return state, None, found, external_id, resent
-
-    @staticmethod
-    def _state_of(
-        found: CheckStatusResponse,
-        refs: Mapping[str, str],
-        amount: Decimal,
-        partner_reference_no: str,
-    ) -> str:
-        """The payout state check status gives a transfer; raises when DOKU says failed."""
-        if found.amount is not None and found.amount.value != amount:
-            # DOKU's record of this reference is what counts: a reference it reports paid
-            # is paid, whatever the amount (check status may report the amount with a fee,
-            # or the reference was used before for another amount). Flag it loudly.
-            log.warning(
-                "check status reports %s for partnerReferenceNo %s, which was sent for %s: "
-                "DOKU's status for this reference stands; reconcile the difference",
-                found.amount.value,
-                partner_reference_no,
-                amount,
-            )
-        code = found.transaction_status
-        state = PayoutState.from_check_status(code) or PayoutState.ACCEPTED
-        if state == PayoutState.FAILED:
-            raise TransferFailedError(
-                f"check status reports the transfer {found.status_description}; nothing paid",
-                transaction_status=code,
-                http_status=200,
-                response_code=found.response_code,
-                response_message=found.transaction_status_desc or found.response_message,
-                references=refs,
-                details=found,
-            )
-        return state
-
-    async def _settle(
-        self,
-        check_op: SnapOperation,
-        partner_reference_no: str,
-        external_id: str,
-        deadline: float,
-        references: Mapping[str, str],
-    ) -> CheckStatusResponse | None:
-        """Ask check status about a transfer; ``None`` when it cannot tell."""
-        body = _serde.encode(
-            CheckStatusRequest(
-                original_partner_reference_no=partner_reference_no,
-                original_external_id=external_id,
-                service_code=self._check_service_code,
-            )
-        )
-        try:
-            found = await self.check_status(
-                check_op,
-                body,
-                partner_reference_no,
-                deadline=deadline,
-                max_attempts=self._retry.status_checks,
-            )
-        except DokuError:
-            return None
-        if not found.transaction_status:
-            return None
-        return found
 
     async def check_status(
         self,
@@ -737,31 +497,3 @@ class SnapRequester:
                     latest_transaction_status=TransactionStatus.NOT_FOUND,
                 )
             raise
-
-
-def build_result(
-    status: str,
-    response: object,
-    found: CheckStatusResponse | None,
-    partner_reference_no: str,
-    external_id: str,
-    resent: bool,
-    amount: Decimal | None = None,
-) -> TransferResult:
-    """Assemble the :class:`TransferResult` of a settled transfer."""
-    resp = response if isinstance(response, TransferBankResponse) else None
-    reported = found.amount.value if found is not None and found.amount is not None else None
-    reference_no = (
-        resp.reference_no if resp is not None else (found.original_reference_no if found else None)
-    )
-    return TransferResult(
-        status=status,
-        partner_reference_no=partner_reference_no,
-        external_id=external_id,
-        reference_no=reference_no,
-        transaction_status=found.transaction_status if found is not None else None,
-        response=resp,
-        status_response=found,
-        resent=resent,
-        reported_amount=reported if reported is not None and reported != amount else None,
-    )

@@ -1,0 +1,91 @@
+"""``doku-async journal backup|export``: a consistent copy of a journal, or its items as CSV or
+JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..bulk import Journal, backup_journal
+from ._common import EXIT_CONFIG, EXIT_INVALID_INPUT, EXIT_JOURNAL, journal_error
+
+JOURNAL_COLUMNS = (
+    "line",
+    "reference",
+    "state",
+    "amount",
+    "bank_code",
+    "account_number",
+    "account_name",
+    "remark",
+    "external_id",
+    "reference_no",
+    "code",
+    "message",
+)
+
+
+def journal_command(args: argparse.Namespace) -> int:
+    """Run ``journal backup`` or ``journal export``; returns the exit code."""
+    if not Path(args.journal).is_file():
+        print(f"configuration error: no journal at {args.journal}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.action == "backup":
+            try:
+                count = backup_journal(args.journal, args.dest)
+            except FileExistsError as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                return EXIT_INVALID_INPUT
+            print(f"backed up {count} items from {args.journal} to {args.dest} (one file)")
+            return 0
+        if args.out:
+            with open(args.out, "w", newline="", encoding="utf-8") as out:
+                count = export(args.journal, out, args.format)
+            print(f"exported {count} items to {args.out}", file=sys.stderr)
+        else:
+            export(args.journal, sys.stdout, args.format)
+    except (sqlite3.Error, OSError) as exc:
+        for line in journal_error(args.journal, exc, doing="read", sent="Nothing was sent."):
+            print(line, file=sys.stderr)
+        return EXIT_JOURNAL
+    return 0
+
+
+def export(path: str, out: TextIO, fmt: str) -> int:
+    """Write every journaled item (input order) to ``out``; returns how many."""
+    journal = Journal(path, lock=False)  # read only: a run may hold it
+    count = 0
+    try:
+        writer = csv.writer(out) if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(JOURNAL_COLUMNS)
+        for entry in journal.entries():
+            item = entry.item
+            row = (
+                item.line,
+                item.reference,
+                entry.state,
+                str(item.amount),
+                item.bank_code,
+                item.account_number,
+                item.account_name,
+                item.remark,
+                entry.external_id,
+                entry.reference_no,
+                entry.code,
+                entry.message,
+            )
+            if writer is not None:
+                writer.writerow("" if v is None else v for v in row)
+            else:
+                out.write(json.dumps(dict(zip(JOURNAL_COLUMNS, row, strict=True))) + "\n")
+            count += 1
+    finally:
+        journal.close()
+    return count

@@ -1,0 +1,130 @@
+"""When the journal fails mid-run (exit 6): complete the results file from the journal's last
+committed state, list the items in doubt, and say what to do."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+
+from ..bulk import (
+    FINAL_STATES,
+    IN_DOUBT_STATES,
+    BulkRunner,
+    ItemResult,
+    Journal,
+    PayoutItem,
+    ResultWriter,
+)
+from ._common import journal_error
+
+
+class Results:
+    """The results file (if any) and which references it holds, so that a run stopped by a
+    journal error can complete it."""
+
+    def __init__(self, writer: ResultWriter | None) -> None:
+        self.writer = writer
+        self.written: set[str] = set()
+
+    def write(self, result: ItemResult) -> None:
+        self.written.add(result.reference)
+        if self.writer is not None:
+            self.writer.write(result)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def stopped_on_journal_error(
+    args: argparse.Namespace,
+    journal: Journal,
+    exc: sqlite3.Error,
+    items: list[PayoutItem],
+    results: Results,
+    runner: BulkRunner,
+) -> list[str]:
+    """Complete the results file from the journal's last committed state, list the items in
+    doubt, and say what to do (exit 6)."""
+    in_doubt, not_sent = _complete_results(journal, items, results)
+    summary = runner.summary
+    c = summary.counts
+    lines = journal_error(
+        args.journal,
+        exc,
+        doing="write",
+        sent=f"The run stopped after {summary.done} item(s): succeeded {c['succeeded']} "
+        f"(IDR {summary.amount_paid:,}), failed {c['failed']}, pending {c['pending']}, "
+        f"unknown {c['unknown']}; {not_sent} not sent.",
+    )
+    if in_doubt:
+        lines.append(
+            f"{len(in_doubt)} item(s) in doubt (the transfer may have been sent, its outcome is "
+            "not recorded): do not pay them again by hand"
+        )
+        lines.extend(
+            f"  in doubt: {ref}" + (f" (X-EXTERNAL-ID {ext})" if ext else "")
+            for ref, ext in in_doubt
+        )
+    else:
+        lines.append("no item is in doubt: every transfer sent has its outcome above")
+    lines.append(
+        f"Fix the journal's disk, then 'doku-async payouts resume {args.journal}' settles the "
+        "items in doubt through check status and pays the ones not sent."
+    )
+    if args.out:
+        lines.append(f"{args.out} lists every item (in-doubt ones as 'unknown').")
+    return lines
+
+
+def _complete_results(
+    journal: Journal, items: list[PayoutItem], results: Results
+) -> tuple[list[tuple[str, str]], int]:
+    """Write a result for every item the run did not report; the items in doubt
+    (reference, X-EXTERNAL-ID) and how many were not sent."""
+    states: dict[str, tuple[str, str]] | None = {}
+    try:
+        states = {
+            entry.item.reference: (entry.state, entry.external_id or "")
+            for entry in journal.entries()
+            if entry.item.reference not in results.written
+        }
+    except sqlite3.Error:
+        states = None  # unreadable too: every unfinished item is in doubt
+    in_doubt: list[tuple[str, str]] = []
+    not_sent = 0
+    for item in items:
+        if item.reference in results.written:
+            continue
+        state, external_id = ("", "") if states is None else states.get(item.reference, ("", ""))
+        if states is None or state in IN_DOUBT_STATES:
+            in_doubt.append((item.reference, external_id))
+            result = ItemResult(
+                reference=item.reference,
+                status="unknown",
+                amount=item.amount,
+                external_id=external_id or None,
+                line=item.line,
+                message="in doubt: the transfer may have been sent and its outcome is not "
+                "recorded (journal error); settle it with 'payouts resume' or 'payouts status'",
+            )
+        elif state in FINAL_STATES:
+            result = ItemResult(
+                reference=item.reference,
+                status="skipped",
+                amount=item.amount,
+                line=item.line,
+                previous=state,
+                message="settled by an earlier run (journal)",
+            )
+        else:
+            not_sent += 1
+            result = ItemResult(
+                reference=item.reference,
+                status="not sent",
+                amount=item.amount,
+                line=item.line,
+                message="not sent: the run stopped on a journal error before this item",
+            )
+        results.write(result)
+    return in_doubt, not_sent
