@@ -606,6 +606,7 @@ async def test_demo_pays_nobody_twice(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert "  paid twice       0" in lines
     assert "  items            200" in lines
+
     # The summary comes from the journal once the (confirmed) notifications settled it: the
     # two UNPAID-then-FAILED payouts are failed, the refunded one is not counted as succeeded.
     def count(state: str) -> int:
