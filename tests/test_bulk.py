@@ -1209,6 +1209,8 @@ def test_result_writer_rows(tmp_path: Path) -> None:
             external_id="123",
             latency=0.0125,
             line=2,
+            bank_code="014",
+            bank_name="BCA",
         )
     )
     writer.write(
@@ -1222,6 +1224,8 @@ def test_result_writer_rows(tmp_path: Path) -> None:
         "reference": "R-1",
         "status": "succeeded",
         "amount": "10.00",
+        "bank_code": "014",
+        "bank_name": "BCA",
         "code": "00",
         "message": "",
         "reference_no": "DK1",

@@ -137,3 +137,17 @@ async def test_a_code_added_to_the_clients_table_is_accepted(
                 [item_999], on_result=results.append
             )
         assert results[0].status == "succeeded"
+
+
+async def test_results_carry_the_bank_name_from_the_table(
+    creds: SimulatorCredentials, tmp_path: Path
+) -> None:
+    async with DokuSimulator(credentials=creds) as sim:
+        results = await run(
+            sim, [item("BN-1", account="8007654321", name="Budi", bank="014")], tmp_path
+        )
+    assert (results[0].bank_code, results[0].bank_name) == (
+        "014",
+        BankCodes.default().name_of("014"),
+    )
+    assert results[0].bank_name

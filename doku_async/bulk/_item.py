@@ -557,4 +557,6 @@ class ItemFlow:
             line=item.line,
             retryable=retryable,
             already_paid=already_paid,
+            bank_code=item.bank_code,
+            bank_name=self.client.bank_codes.name_of(item.bank_code) or "",
         )

@@ -90,6 +90,7 @@ class ItemResult(msgspec.Struct, kw_only=True):
         line: the input line, when known.
         retryable: a failure that a later run may retry (nothing was paid).
         previous: for ``skipped`` items, the status recorded earlier.
+        bank_code: the item's bank code; bank_name: its name from the bank-code table.
         already_paid: DOKU already held a transfer under this reference, made before this run
             (the journal was lost, or restored from a copy missing its latest transactions):
             it is ``succeeded`` (paid) but was not paid by this run, and was not paid again.
@@ -107,6 +108,11 @@ class ItemResult(msgspec.Struct, kw_only=True):
     retryable: bool = False
     previous: str | None = None
     already_paid: bool = False
+    bank_code: str = ""
+    """The item's bank code."""
+    bank_name: str = ""
+    """The bank's name from the client's :class:`~doku_async.BankCodes` table (``""`` when
+    the code is not in it)."""
 
 
 class BulkProgress(msgspec.Struct, kw_only=True):
