@@ -94,3 +94,18 @@ __all__ = [
     "__version__",
     "names_match",
 ]
+
+
+def _present_public_names() -> None:
+    """Public names show as ``doku_async.X`` (in reprs, tracebacks and docs), not as the
+    private module that defines them."""
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if getattr(obj, "__module__", "").startswith("doku_async.") and (
+            isinstance(obj, type) or callable(obj)
+        ):
+            obj.__module__ = __name__
+
+
+_present_public_names()

@@ -45,3 +45,19 @@ def test_public_classes_have_docstrings() -> None:
 
 def test_py_typed_marker_ships() -> None:
     assert importlib.resources.files("doku_async").joinpath("py.typed").is_file()
+
+
+def test_public_names_show_as_doku_async_x() -> None:
+    """Issue 14: ``doku_async.DokuClient``, not ``doku_async._client.DokuClient``."""
+    shown = {
+        name: getattr(doku_async, name).__module__
+        for name in doku_async.__all__
+        if inspect.isclass(getattr(doku_async, name))
+        or inspect.isfunction(getattr(doku_async, name))
+    }
+    assert shown
+    assert set(shown.values()) == {"doku_async"}, shown
+    error = doku_async.TransferOutcomeUnknownError("x", references={})
+    assert type(error).__module__ + "." + type(error).__qualname__ == (
+        "doku_async.TransferOutcomeUnknownError"
+    )
