@@ -96,14 +96,20 @@ __all__ = [
 ]
 
 
+import msgspec as _msgspec
+
+
 def _present_public_names() -> None:
     """Public names show as ``doku_async.X`` (in reprs, tracebacks and docs), not as the
     private module that defines them."""
     namespace = globals()
     for name in __all__:
         obj = namespace[name]
-        if getattr(obj, "__module__", "").startswith("doku_async.") and (
-            isinstance(obj, type) or callable(obj)
+        if (
+            getattr(obj, "__module__", "").startswith("doku_async.")
+            and (isinstance(obj, type) or callable(obj))
+            # msgspec resolves a Struct's annotations in its defining module's namespace.
+            and not (isinstance(obj, type) and issubclass(obj, _msgspec.Struct))
         ):
             obj.__module__ = __name__
 

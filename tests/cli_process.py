@@ -10,9 +10,8 @@ import asyncio
 import csv
 import json
 import os
-import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +34,18 @@ class Cli:
     stderr: str
 
 
-def sim_env(sim: DokuSimulator, tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a CLI process paying through ``sim``."""
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """This process's environment without any ``DOKU_`` variable; temporary files (the demo's
+    journal) go under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOKU_")}
     env["TMPDIR"] = str(tmp_path)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def sim_env(sim: DokuSimulator, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI process paying through ``sim``."""
+    env = base_env(tmp_path)
     creds = sim.credentials
     env.update(
         DOKU_BASE_URL=sim.base_url,
@@ -118,13 +124,6 @@ async def kill(proc: asyncio.subprocess.Process) -> None:
     await proc.communicate()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll ``predicate`` until true (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling the simulator's ledger
-            await asyncio.sleep(0.01)
-
-
 def write_items(path: Path, items: Iterable[PayoutItem]) -> Path:
     """A payout CSV holding ``items``."""
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -148,15 +147,6 @@ def read_results(path: Path) -> list[dict[str, str]]:
     """The rows of a results CSV."""
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def committed_states(path: Path) -> dict[str, str]:
-    """The journal's committed states, read with a plain connection (no lock)."""
-    db = sqlite3.connect(path)
-    try:
-        return dict(db.execute("SELECT reference, state FROM items").fetchall())
-    finally:
-        db.close()
 
 
 def transfer_refs(sim: DokuSimulator) -> list[str]:

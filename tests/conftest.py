@@ -8,13 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fakedoku import FakeDoku, generate_rsa_keypair, serve
+from helpers import CLIENT_ID, CLIENT_SECRET, make_client
 
-from doku_async import DokuClient, RetryPolicy, Timeouts
+from doku_async import DokuClient
 from doku_async.testing import DokuSimulator, SimulatorCredentials
-
-CLIENT_ID = "BRN-0001-1700000000001"
-CLIENT_SECRET = "SK-unit-test-secret-do-not-leak-7f3a9c"
-AGENT_KEY = "A41879"
 
 
 @pytest.fixture(scope="session")
@@ -32,22 +29,6 @@ def fake(keypair: tuple[bytes, bytes]) -> FakeDoku:
 async def fake_url(fake: FakeDoku) -> AsyncIterator[str]:
     async with serve(fake.app) as url:
         yield url
-
-
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-def make_client(url: str, keypair: tuple[bytes, bytes], **kwargs: object) -> DokuClient:
-    """A client against ``url`` with fast timeouts, no real sleeping and no jitter."""
-    options: dict[str, object] = {
-        "base_url": url,
-        "timeouts": Timeouts(connect=2.0, attempt=2.0, total=10.0),
-        "retry": RetryPolicy(jitter=False),
-        "sleep": _no_sleep,
-    }
-    options.update(kwargs)
-    return DokuClient(CLIENT_ID, CLIENT_SECRET, keypair[0], **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture

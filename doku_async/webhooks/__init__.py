@@ -24,7 +24,14 @@ from ..models.notifications import (
     UnpaidNotification,
     parse_process_date,
 )
-from ._app import BACKGROUND_TASKS, WEBHOOK_CONFIG, WebhookConfig, create_webhook_app
+from ._app import (
+    BACKGROUND_TASKS,
+    WEBHOOK_CONFIG,
+    WebhookConfig,
+    WebhookSettings,
+    WebhookStats,
+    create_webhook_app,
+)
 from ._confirm import (
     ConfirmedNotification,
     ConfirmFunction,
@@ -80,6 +87,8 @@ __all__ = [
     "SnapTokenStore",
     "UnpaidNotification",
     "WebhookConfig",
+    "WebhookSettings",
+    "WebhookStats",
     "WebhookVerificationError",
     "create_webhook_app",
     "follow_journal",

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -24,8 +23,10 @@ from ._confirm import (
     PartnerReferenceField,
     ReferenceLookup,
     Refusal,
+    confirmer_for,
 )
 from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
+from ._http import ack, json_response, read_capped, reject
 from ._network import NetworkAllowList, NetworkSpec
 from ._snap_inbound import SnapInbound
 from ._verify import (
@@ -39,7 +40,14 @@ from ._verify import (
     verify_and_parse,
 )
 
-__all__ = ["BACKGROUND_TASKS", "WEBHOOK_CONFIG", "WebhookConfig", "create_webhook_app"]
+__all__ = [
+    "BACKGROUND_TASKS",
+    "WEBHOOK_CONFIG",
+    "WebhookConfig",
+    "WebhookSettings",
+    "WebhookStats",
+    "create_webhook_app",
+]
 
 log = logging.getLogger("doku_async.webhooks")
 
@@ -58,12 +66,10 @@ class _Delivered(Protocol):
 
 _T = TypeVar("_T", bound=_Delivered)
 
-_encoder = msgspec.json.Encoder()
 
-
-@dataclass(slots=True)
-class WebhookConfig:
-    """Everything a webhook app needs; stored under :data:`WEBHOOK_CONFIG`."""
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How a webhook app behaves: fixed when the app is created."""
 
     verifier: NotificationVerifier
     on_unpaid: UnpaidHandler | None
@@ -79,14 +85,54 @@ class WebhookConfig:
     on_confirmed: ConfirmedHandler | None = None
     network: NetworkAllowList | None = None
     """The source allow-list, if any."""
-    inflight: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
-    processed: int = field(default=0)
-    duplicates: int = field(default=0)
-    rejected: int = field(default=0)
-    unconfirmed: int = field(default=0)
+
+
+@dataclass(slots=True)
+class WebhookStats:
+    """What a webhook app has seen since it started."""
+
+    processed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    unconfirmed: int = 0
     """Confirm mode: notifications not handed over (not found, mismatch, check status down)."""
-    disagreements: int = field(default=0)
+    disagreements: int = 0
     """Confirm mode: handed over with a claimed status DOKU contradicted."""
+
+
+@dataclass(slots=True)
+class WebhookConfig:
+    """A webhook app's settings, its counters and the notifications in flight; stored under
+    :data:`WEBHOOK_CONFIG`. The counters read as attributes too (``config.processed``)."""
+
+    settings: WebhookSettings
+    stats: WebhookStats = field(default_factory=WebhookStats)
+    inflight: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+
+    @property
+    def processed(self) -> int:
+        """Notifications handed over (or acknowledged in ``ack_first`` mode)."""
+        return self.stats.processed
+
+    @property
+    def duplicates(self) -> int:
+        """Copies answered "already processed"."""
+        return self.stats.duplicates
+
+    @property
+    def rejected(self) -> int:
+        """Requests refused (4xx)."""
+        return self.stats.rejected
+
+    @property
+    def unconfirmed(self) -> int:
+        """Confirm mode: notifications not handed over."""
+        return self.stats.unconfirmed
+
+    @property
+    def disagreements(self) -> int:
+        """Confirm mode: handed over although the body's claim disagreed with DOKU."""
+        return self.stats.disagreements
 
 
 WEBHOOK_CONFIG = web.AppKey("doku_webhook_config", WebhookConfig)
@@ -95,63 +141,13 @@ BACKGROUND_TASKS = web.AppKey("doku_webhook_tasks", set[asyncio.Task[None]])
 """Callbacks still running in ``ack_first`` mode; drained on shutdown."""
 
 
-def _json(
-    status: int, payload: dict[str, object], headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=_encoder.encode(payload),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def _ack(transaction_id: str, code: str, message: str) -> web.Response:
-    return _json(
-        200,
-        {
-            "status": True,
-            "transactionId": transaction_id,
-            "responseCode": code,
-            "responseMessage": message,
-        },
-    )
-
-
-def _reject(status: int, message: str) -> web.Response:
-    return _json(status, {"status": False, "responseCode": str(status), "responseMessage": message})
-
-
-async def _read_capped(request: web.Request, cap: int) -> bytes | None:
-    """The body, or ``None`` when it exceeds ``cap`` bytes."""
-    length = request.content_length
-    if length is not None and length > cap:
-        return None
-    if length == 0:
-        return b""  # aiohttp's empty payload raises on readexactly(0)
-    if length is not None and "Content-Encoding" not in request.headers:
-        # The HTTP parser holds a plain body to exactly Content-Length bytes: read it at once.
-        try:
-            return await request.content.readexactly(length)
-        except asyncio.IncompleteReadError:
-            raise web.RequestPayloadError("body shorter than Content-Length") from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _callback_for(cfg: WebhookConfig, notification: Notification) -> NotificationHandler | None:
     specific: NotificationHandler | None = (
-        cfg.on_unpaid  # type: ignore[assignment]
+        cfg.settings.on_unpaid  # type: ignore[assignment]
         if isinstance(notification, UnpaidNotification)
-        else cfg.on_refund
+        else cfg.settings.on_refund
     )
-    return specific if specific is not None else cfg.on_notification
+    return specific if specific is not None else cfg.settings.on_notification
 
 
 async def _claim(cfg: WebhookConfig, keys: Sequence[str]) -> bool | None:
@@ -162,7 +158,7 @@ async def _claim(cfg: WebhookConfig, keys: Sequence[str]) -> bool | None:
     """
     while True:
         try:
-            claimed = await cfg.dedup_store.claim(keys, cfg.dedup_ttl)
+            claimed = await cfg.settings.dedup_store.claim(keys, cfg.settings.dedup_ttl)
         except Exception:
             log.exception("de-duplication store failed; answering 503 so DOKU retries")
             return None
@@ -179,13 +175,13 @@ async def _source_guard(
 ) -> web.StreamResponse:
     """Refuse (403) a request whose source is outside the allow-list, before anything else."""
     cfg = request.app[WEBHOOK_CONFIG]
-    guard = cfg.network
+    guard = cfg.settings.network
     if guard is not None and not guard.allows(
         request.remote, request.headers.getall(guard.header, [])
     ):
-        cfg.rejected += 1
+        cfg.stats.rejected += 1
         log.warning("refused a request from outside allowed_networks")
-        return _reject(403, "source not allowed")
+        return reject(403, "source not allowed")
     return await handler(request)
 
 
@@ -193,45 +189,45 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
     async def handle(request: web.Request) -> web.StreamResponse:
         cfg = request.app[WEBHOOK_CONFIG]
         if request.method != "POST":
-            cfg.rejected += 1
-            return _json(
+            cfg.stats.rejected += 1
+            return json_response(
                 405,
                 {"status": False, "responseCode": "405", "responseMessage": "use POST"},
                 headers={"Allow": "POST"},
             )
         if request.content_type != "application/json":
-            cfg.rejected += 1
-            return _reject(415, "Content-Type must be application/json")
+            cfg.stats.rejected += 1
+            return reject(415, "Content-Type must be application/json")
         try:
-            body = await _read_capped(request, cfg.max_body_size)
+            body = await read_capped(request, cfg.settings.max_body_size)
         except (web.RequestPayloadError, HttpProcessingError):
-            cfg.rejected += 1
-            return _reject(400, "unreadable body (bad encoding)")
+            cfg.stats.rejected += 1
+            return reject(400, "unreadable body (bad encoding)")
         if body is None:
-            cfg.rejected += 1
-            return _reject(413, f"body larger than {cfg.max_body_size} bytes")
+            cfg.stats.rejected += 1
+            return reject(413, f"body larger than {cfg.settings.max_body_size} bytes")
         try:
             notification = verify_and_parse(
                 request.headers,
                 body,
-                verifier=cfg.verifier,
+                verifier=cfg.settings.verifier,
                 kind=kind,
                 method=request.method,
                 path=request.rel_url.raw_path,
             )
         except WebhookVerificationError as exc:
-            cfg.rejected += 1
+            cfg.stats.rejected += 1
             log.warning("rejected %s notification: %s", kind, exc.message)
-            return _reject(401, "notification signature rejected")
+            return reject(401, "notification signature rejected")
         except NotificationParseError as exc:
-            cfg.rejected += 1
+            cfg.stats.rejected += 1
             log.warning("rejected %s notification: %s", kind, exc.message)
-            return _reject(400, "invalid notification body")
+            return reject(400, "invalid notification body")
         except Exception:
             # A plugged-in verifier failed on hostile input: still the sender's fault.
-            cfg.rejected += 1
+            cfg.stats.rejected += 1
             log.exception("notification verifier raised; answering 401")
-            return _reject(401, "notification signature rejected")
+            return reject(401, "notification signature rejected")
         agent = notification.agent_key
         keys = [
             f"request:{agent}:{notification.request_id}",
@@ -239,20 +235,20 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
         ]
         claimed = await _claim(cfg, keys)
         if claimed is None:
-            return _reject(503, "temporarily unavailable; please retry")
+            return reject(503, "temporarily unavailable; please retry")
         if not claimed:
-            cfg.duplicates += 1
-            return _ack(notification.transaction_id, "01", "Already processed")
+            cfg.stats.duplicates += 1
+            return ack(notification.transaction_id, "01", "Already processed")
         outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         held = list(keys)  # every key this delivery registered as in flight
         for key in keys:
             cfg.inflight[key] = outcome
         try:
-            if cfg.confirmer is None:
+            if cfg.settings.confirmer is None:
                 response = await _hand_over(request, cfg, kind, notification, keys)
             else:
                 response = await _confirm_and_hand_over(
-                    request, cfg, cfg.confirmer, notification, keys, outcome, held
+                    request, cfg, cfg.settings.confirmer, notification, keys, outcome, held
                 )
             outcome.set_result(response.status == 200)
             return response
@@ -282,8 +278,8 @@ async def _hand_over(
         failed = await _run_callback(request, cfg, callback, notification, keys)
         if failed is not None:
             return failed
-    cfg.processed += 1
-    return _ack(notification.transaction_id, "00", "Successfully processed")
+    cfg.stats.processed += 1
+    return ack(notification.transaction_id, "00", "Successfully processed")
 
 
 async def _run_callback(
@@ -295,7 +291,7 @@ async def _run_callback(
 ) -> web.Response | None:
     """Run (or, in ``ack_first`` mode, schedule) ``callback(item)``; the 500 answer if it
     failed, after releasing ``keys`` so DOKU's retry is handled."""
-    if cfg.ack_first:
+    if cfg.settings.ack_first:
         tasks = request.app[BACKGROUND_TASKS]
         task = asyncio.create_task(_run_detached(callback, item))
         tasks.add(task)
@@ -305,16 +301,16 @@ async def _run_callback(
         await callback(item)
     except asyncio.CancelledError:
         # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
-        await asyncio.shield(cfg.dedup_store.release(keys))
+        await asyncio.shield(cfg.settings.dedup_store.release(keys))
         raise
     except Exception:
-        await cfg.dedup_store.release(keys)
+        await cfg.settings.dedup_store.release(keys)
         log.exception(
             "%s notification handler failed for %s; answering 500 so DOKU retries",
             item.kind,
             item.transaction_id,
         )
-        return _reject(500, "handler failed; please retry")
+        return reject(500, "handler failed; please retry")
     return None
 
 
@@ -338,9 +334,11 @@ async def _confirm_and_hand_over(
     try:
         result = await confirmer.confirm(notification)
         if isinstance(result, Refusal):
-            await cfg.dedup_store.release(keys)  # DOKU's retry (if genuine) is handled afresh
-            cfg.unconfirmed += 1
-            return _reject(result.status, result.message)
+            await cfg.settings.dedup_store.release(
+                keys
+            )  # DOKU's retry (if genuine) is handled afresh
+            cfg.stats.unconfirmed += 1
+            return reject(result.status, result.message)
         confirmed_key = (
             f"confirmed:{notification.agent_key}:{notification.transaction_id}:"
             f"{result.confirmed_status}"
@@ -348,29 +346,29 @@ async def _confirm_and_hand_over(
         claimed = await _claim(cfg, [confirmed_key])
     except asyncio.CancelledError:
         # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
-        await asyncio.shield(cfg.dedup_store.release(keys))
+        await asyncio.shield(cfg.settings.dedup_store.release(keys))
         raise
     if claimed is None:
-        await cfg.dedup_store.release(keys)
-        return _reject(503, "temporarily unavailable; please retry")
+        await cfg.settings.dedup_store.release(keys)
+        return reject(503, "temporarily unavailable; please retry")
     if result.disagrees:
-        cfg.disagreements += 1
+        cfg.stats.disagreements += 1
     if not claimed:
         if result.disagrees:
-            await cfg.dedup_store.release([claim_key])
-        cfg.duplicates += 1
-        return _ack(notification.transaction_id, "01", "Already processed")
+            await cfg.settings.dedup_store.release([claim_key])
+        cfg.stats.duplicates += 1
+        return ack(notification.transaction_id, "01", "Already processed")
     cfg.inflight[confirmed_key] = outcome
     held.append(confirmed_key)
     all_keys = [*keys, confirmed_key]
-    if cfg.on_confirmed is not None:
-        failed = await _run_callback(request, cfg, cfg.on_confirmed, result, all_keys)
+    if cfg.settings.on_confirmed is not None:
+        failed = await _run_callback(request, cfg, cfg.settings.on_confirmed, result, all_keys)
         if failed is not None:
             return failed
     if result.disagrees:
-        await cfg.dedup_store.release([claim_key])
-    cfg.processed += 1
-    return _ack(notification.transaction_id, "00", "Successfully processed")
+        await cfg.settings.dedup_store.release([claim_key])
+    cfg.stats.processed += 1
+    return ack(notification.transaction_id, "00", "Successfully processed")
 
 
 async def _run_detached(callback: Callable[[_T], Awaitable[object]], item: _T) -> None:
@@ -391,7 +389,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     if tasks:
         pending = set(tasks)
-        _, still = await asyncio.wait(pending, timeout=app[WEBHOOK_CONFIG].drain_timeout)
+        _, still = await asyncio.wait(pending, timeout=app[WEBHOOK_CONFIG].settings.drain_timeout)
         for task in still:
             task.cancel()
         for task in still:
@@ -505,7 +503,7 @@ def create_webhook_app(
         raise ConfigurationError(
             "request_id_pattern applies to the default verifier; give it to your verifier"
         )
-    confirmer = _confirmer(
+    confirmer = confirmer_for(
         confirm_with,
         on_confirmed=on_confirmed,
         legacy=(on_unpaid, on_refund, on_notification),
@@ -528,18 +526,20 @@ def create_webhook_app(
     )
     app = web.Application(middlewares=[_source_guard] if network is not None else [])
     app[WEBHOOK_CONFIG] = WebhookConfig(
-        verifier=verifier,
-        on_unpaid=on_unpaid,
-        on_refund=on_refund,
-        on_notification=on_notification,
-        ack_first=ack_first,
-        dedup_store=dedup_store if dedup_store is not None else MemoryDedupStore(),
-        dedup_ttl=dedup_ttl,
-        max_body_size=max_body_size,
-        drain_timeout=drain_timeout,
-        confirmer=confirmer,
-        on_confirmed=on_confirmed,
-        network=network,
+        WebhookSettings(
+            verifier=verifier,
+            on_unpaid=on_unpaid,
+            on_refund=on_refund,
+            on_notification=on_notification,
+            ack_first=ack_first,
+            dedup_store=dedup_store if dedup_store is not None else MemoryDedupStore(),
+            dedup_ttl=dedup_ttl,
+            max_body_size=max_body_size,
+            drain_timeout=drain_timeout,
+            confirmer=confirmer,
+            on_confirmed=on_confirmed,
+            network=network,
+        )
     )
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_route("*", unpaid_path, _handler("unpaid"))
@@ -547,64 +547,3 @@ def create_webhook_app(
     if snap_inbound is not None:
         app.router.add_route("*", snap_inbound.path, snap_inbound.handle)
     return app
-
-
-def _confirmer(
-    confirm_with: DokuClient | ConfirmFunction | None,
-    *,
-    on_confirmed: ConfirmedHandler | None,
-    legacy: tuple[object, ...],
-    reference_lookup: ReferenceLookup | None,
-    partner_reference_field: PartnerReferenceField | None,
-    timeout: float,
-) -> Confirmer | None:
-    """Check the confirm-mode arguments; the :class:`Confirmer`, or ``None`` in legacy mode."""
-    if confirm_with is None:
-        if on_confirmed is not None:
-            raise ConfigurationError("on_confirmed needs confirm_with (a DokuClient or callable)")
-        if reference_lookup is not None or partner_reference_field is not None:
-            raise ConfigurationError(
-                "reference_lookup and partner_reference_field need confirm_with"
-            )
-        if all(callback is None for callback in legacy):
-            raise ConfigurationError(
-                "register at least one of on_unpaid, on_refund, on_notification"
-            )
-        return None
-    if on_confirmed is None:
-        raise ConfigurationError("confirm mode hands outcomes to on_confirmed: register it")
-    if any(callback is not None for callback in legacy):
-        raise ConfigurationError(
-            "confirm mode calls only on_confirmed; drop on_unpaid, on_refund, on_notification"
-        )
-    if not timeout > 0:
-        raise ConfigurationError("confirm_timeout must be positive")
-    if partner_reference_field not in (None, "sendTrxId", "invoiceNumber"):
-        raise ConfigurationError('partner_reference_field: "sendTrxId", "invoiceNumber" or None')
-    if isinstance(confirm_with, DokuClient):
-        if reference_lookup is None and partner_reference_field is None:
-            raise ConfigurationError(
-                "confirm_with=DokuClient needs reference_lookup (referenceNo -> "
-                "partnerReferenceNo) or partner_reference_field"
-            )
-        return Confirmer(
-            client=confirm_with,
-            confirm=None,
-            reference_lookup=reference_lookup,
-            partner_reference_field=partner_reference_field,
-            timeout=timeout,
-        )
-    if not callable(confirm_with):
-        raise ConfigurationError("confirm_with: a DokuClient or an async callable")
-    if reference_lookup is not None or partner_reference_field is not None:
-        raise ConfigurationError(
-            "a confirm callable maps references itself: drop reference_lookup and "
-            "partner_reference_field"
-        )
-    return Confirmer(
-        client=None,
-        confirm=confirm_with,
-        reference_lookup=None,
-        partner_reference_field=None,
-        timeout=timeout,
-    )

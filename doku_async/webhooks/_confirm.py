@@ -7,9 +7,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
+from .._client import DokuClient
 from .._exceptions import (
+    ConfigurationError,
     DokuAPIError,
     DokuError,
     DokuTransportError,
@@ -19,9 +21,6 @@ from .._exceptions import (
 from .._states import PayoutState
 from ..models.kirim import CheckStatusResponse, TransactionStatus
 from ..models.notifications import Notification, NotificationStatus, UnpaidNotification
-
-if TYPE_CHECKING:
-    from .._client import DokuClient
 
 __all__ = [
     "ConfirmFunction",
@@ -299,3 +298,64 @@ class Confirmer:
             confirmed_status=status,
             disagrees=differs,
         )
+
+
+def confirmer_for(
+    confirm_with: DokuClient | ConfirmFunction | None,
+    *,
+    on_confirmed: object,
+    legacy: tuple[object, ...],
+    reference_lookup: ReferenceLookup | None,
+    partner_reference_field: PartnerReferenceField | None,
+    timeout: float,
+) -> Confirmer | None:
+    """Check the confirm-mode arguments; the :class:`Confirmer`, or ``None`` in legacy mode."""
+    if confirm_with is None:
+        if on_confirmed is not None:
+            raise ConfigurationError("on_confirmed needs confirm_with (a DokuClient or callable)")
+        if reference_lookup is not None or partner_reference_field is not None:
+            raise ConfigurationError(
+                "reference_lookup and partner_reference_field need confirm_with"
+            )
+        if all(callback is None for callback in legacy):
+            raise ConfigurationError(
+                "register at least one of on_unpaid, on_refund, on_notification"
+            )
+        return None
+    if on_confirmed is None:
+        raise ConfigurationError("confirm mode hands outcomes to on_confirmed: register it")
+    if any(callback is not None for callback in legacy):
+        raise ConfigurationError(
+            "confirm mode calls only on_confirmed; drop on_unpaid, on_refund, on_notification"
+        )
+    if not timeout > 0:
+        raise ConfigurationError("confirm_timeout must be positive")
+    if partner_reference_field not in (None, "sendTrxId", "invoiceNumber"):
+        raise ConfigurationError('partner_reference_field: "sendTrxId", "invoiceNumber" or None')
+    if isinstance(confirm_with, DokuClient):
+        if reference_lookup is None and partner_reference_field is None:
+            raise ConfigurationError(
+                "confirm_with=DokuClient needs reference_lookup (referenceNo -> "
+                "partnerReferenceNo) or partner_reference_field"
+            )
+        return Confirmer(
+            client=confirm_with,
+            confirm=None,
+            reference_lookup=reference_lookup,
+            partner_reference_field=partner_reference_field,
+            timeout=timeout,
+        )
+    if not callable(confirm_with):
+        raise ConfigurationError("confirm_with: a DokuClient or an async callable")
+    if reference_lookup is not None or partner_reference_field is not None:
+        raise ConfigurationError(
+            "a confirm callable maps references itself: drop reference_lookup and "
+            "partner_reference_field"
+        )
+    return Confirmer(
+        client=None,
+        confirm=confirm_with,
+        reference_lookup=None,
+        partner_reference_field=None,
+        timeout=timeout,
+    )

@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from helpers import no_sleep
+
 from doku_async import RetryPolicy, Timeouts
 from doku_async.bulk import BulkProgress, ItemResult, Journal, PayoutItem, payout_item
 from doku_async.models.kirim import TransactionStatus
@@ -53,11 +55,6 @@ OPEN_STATES = frozenset({"sending", "unknown", "accepted", "pending"})
 """Journal states of an item whose transfer may have been sent but is not settled."""
 NOT_SENT_STATES = frozenset({"planned", "retry"})
 """Journal states that promise nothing was paid."""
-
-
-async def no_sleep(_: float) -> None:
-    """The client's backoff sleep: instant."""
-    return
 
 
 def client_options(**overrides: Any) -> dict[str, Any]:

@@ -56,7 +56,6 @@ from _matrix import (
 from cli_process import (
     KILL_DURING_PLAN,
     cli,
-    committed_states,
     finish,
     kill,
     killed_on_exit,
@@ -65,9 +64,9 @@ from cli_process import (
     start,
     start_python,
     transfer_refs,
-    wait_until,
     write_items,
 )
+from helpers import committed_states, wait_until
 
 from doku_async import AuthenticationError, DokuClient
 from doku_async.bulk import BulkRunner, ItemResult, Journal, RateLimiter, payout_item

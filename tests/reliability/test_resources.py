@@ -19,7 +19,7 @@ import gc
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from _matrix import (
     settle_simulator,
 )
 from aiohttp import web
+from helpers import wait_until
 
 from doku_async import (
     DokuClient,
@@ -92,12 +93,6 @@ async def assert_no_tasks_left() -> None:
         await asyncio.sleep(0)
     left = [t for t in asyncio.all_tasks() if t is not current]
     assert left == [], [repr(t) for t in left]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling the simulator's records
-            await asyncio.sleep(0.005)
 
 
 async def balance(doku: DokuClient, sim: DokuSimulator) -> None:

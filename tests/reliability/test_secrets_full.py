@@ -34,15 +34,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from fakedoku import generate_rsa_keypair
+from helpers import client_for
 from secret_scan import exception_texts, object_texts, pem_body_lines
 
 from doku_async import (
     AuthenticationError,
-    DokuClient,
     RequestValidationError,
-    RetryPolicy,
     SignatureVerificationError,
     Timeouts,
     TransferOutcomeUnknownError,
@@ -63,6 +61,7 @@ FORGED_SECRET = "SK-forged-secret-that-must-not-leak-5c2e"
 WRONG_ENCRYPTION_KEY = "wrong-16-charkey"
 CUSTOMER = "628115678890"
 CLI_TIMEOUT = 60.0
+TIMEOUTS = Timeouts(connect=2.0, attempt=5.0, total=20.0)  # the clients' timeouts
 
 # Every beneficiary account of the run. The simulator's magic values: "12345" inside the
 # number goes UNPAID then SUCCESS (FAILED at bank 002); 7746555134 is refunded.
@@ -109,29 +108,6 @@ def header(headers: dict[str, str], name: str) -> str:
         if key.lower() == name.lower():
             return value
     return ""
-
-
-async def no_sleep(_: float) -> None:
-    return None
-
-
-def client_for(sim: DokuSimulator, **overrides: Any) -> DokuClient:
-    options: dict[str, Any] = {
-        "timeouts": Timeouts(connect=2.0, attempt=5.0, total=20.0),
-        "retry": RetryPolicy(jitter=False),
-        "sleep": no_sleep,
-    }
-    options.update(overrides)
-    return sim.client(**options)
-
-
-def other_private_key() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 @dataclass
@@ -202,7 +178,7 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
     async def on_notification(notification: Notification) -> None:
         notifications.append(notification)
 
-    other_pem = other_private_key()
+    other_pem = generate_rsa_keypair()[0]
     sim = DokuSimulator(notification_delay=0.01)
     creds = sim.credentials
     verifier = AesSignatureVerifier.single(creds.agent_key, creds.encryption_key)
@@ -227,7 +203,7 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
 
     try:
         async with asyncio.timeout(100):
-            async with client_for(sim) as client:
+            async with client_for(sim, timeouts=TIMEOUTS) as client:
                 objects += [
                     client,
                     client.kirim,
@@ -365,7 +341,7 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
                 await sim.wait_for_notifications(3, timeout=10)
 
             # --- a forged client secret ----------------------------------------------------
-            async with client_for(sim, client_secret=FORGED_SECRET) as forged:
+            async with client_for(sim, timeouts=TIMEOUTS, client_secret=FORGED_SECRET) as forged:
                 objects += [forged, forged._secret, forged._requester]
                 with pytest.raises(AuthenticationError) as forged_snap:
                     await forged.kirim.balance_inquiry(account_no=creds.agent_key)
@@ -383,7 +359,7 @@ async def test_no_secret_leaks_anywhere(caplog: pytest.LogCaptureFixture, tmp_pa
                 errors.append(forged_tr.value)
 
             # --- the wrong private key: the token request is refused -----------------------
-            async with client_for(sim, private_key=other_pem) as wrong_key:
+            async with client_for(sim, timeouts=TIMEOUTS, private_key=other_pem) as wrong_key:
                 with pytest.raises(AuthenticationError) as key_error:
                     await wrong_key.kirim.balance_inquiry(account_no=creds.agent_key)
                 errors.append(key_error.value)

@@ -13,17 +13,17 @@ import csv
 import json
 import os
 import signal
-import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_process import base_env, cli, finish, sim_env, start
+from helpers import wait_until
 
 from doku_async.bulk import Journal
 from doku_async.cli import main
@@ -34,70 +34,12 @@ HEADER = "reference,bank_code,account_number,account_name,amount,remark\n"
 TIMEOUT = 30.0
 
 
-@dataclass
-class Cli:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
 async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
     # notification_delay=0: UNPAID magic values settle before the CLI's first check status,
     # so --wait-final never needs its 10 s poll.
     async with DokuSimulator(credentials=creds, notification_delay=0) as simulator:
         yield simulator
-
-
-def base_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOKU_")}
-    env["TMPDIR"] = str(tmp_path)  # the demo's journal goes here
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def sim_env(sim: DokuSimulator, tmp_path: Path, **extra: str) -> dict[str, str]:
-    creds = sim.credentials
-    env = base_env(tmp_path)
-    env.update(
-        DOKU_BASE_URL=sim.base_url,
-        DOKU_CLIENT_ID=creds.client_id,
-        DOKU_CLIENT_SECRET=creds.client_secret,
-        DOKU_PRIVATE_KEY=creds.private_key_pem.decode(),
-        DOKU_CUSTOMER_NUMBER=CUSTOMER,
-    )
-    env.update(extra)
-    return env
-
-
-async def start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "doku_async",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process, timeout: float = TIMEOUT) -> Cli:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Cli(proc.returncode, out.decode(), err.decode())
-
-
-async def cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = TIMEOUT) -> Cli:
-    """Run the CLI while this loop keeps serving the simulator."""
-    return await finish(await start(*args, env=env, cwd=cwd), timeout)
 
 
 def write_csv(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
@@ -136,12 +78,6 @@ def journal_states(path: Path) -> dict[str, str]:
         return {e.item.reference: e.state for e in journal.entries()}
     finally:
         journal.close()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling the simulator's ledger
-            await asyncio.sleep(0.01)
 
 
 async def start_run(

@@ -18,8 +18,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
-from fakedoku import FakeDoku, RecordedCall, generate_rsa_keypair, serve
+from fakedoku import FakeDoku, generate_rsa_keypair, serve
+from helpers import (
+    AGENT_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SleepRecorder,
+    client_with,
+    header,
+    make_client,
+)
 
 from doku_async import (
     AuthenticationError,
@@ -29,7 +37,6 @@ from doku_async import (
     DokuConnectionError,
     RetryPolicy,
     ServerError,
-    Timeouts,
     TokenError,
 )
 
@@ -50,36 +57,10 @@ TOKEN_PATH = "/authorization/v1/access-token/b2b"
 # ----------------------------------------------------------------------------- helpers
 
 
-def header(call: RecordedCall, name: str) -> str:
-    """A recorded request header, looked up case-insensitively."""
-    for key, value in call.headers.items():
-        if key.lower() == name.lower():
-            return value
-    raise AssertionError(f"{call.op} call has no {name} header: {sorted(call.headers)}")
-
-
 def new_fake(keypair: tuple[bytes, bytes], **kwargs: Any) -> FakeDoku:
     return FakeDoku(
         client_id=CLIENT_ID, client_secret=CLIENT_SECRET, public_key_pem=keypair[1], **kwargs
     )
-
-
-def client_with(
-    url: str, private_pem: bytes, *, secret: str = CLIENT_SECRET, **kwargs: Any
-) -> DokuClient:
-    """Like ``make_client`` but with a chosen secret / private key."""
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    options: dict[str, Any] = {
-        "base_url": url,
-        "timeouts": Timeouts(connect=2.0, attempt=2.0, total=10.0),
-        "retry": RetryPolicy(jitter=False),
-        "sleep": no_sleep,
-    }
-    options.update(kwargs)
-    return DokuClient(CLIENT_ID, secret, private_pem, **options)
 
 
 @asynccontextmanager
@@ -104,16 +85,6 @@ async def inquire(client: DokuClient, ref: str, amount: str = "150000.00") -> An
         beneficiary_account_name="FHILEA HERMANUS",
         amount=amount,
     )
-
-
-class SleepRecorder:
-    """An injected ``sleep`` that records what it was asked to wait and returns at once."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.calls.append(delay)
 
 
 # ----------------------------------------------------------------------------- full flow

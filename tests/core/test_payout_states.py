@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from helpers import no_sleep
 
 from doku_async import (
     DokuClient,
@@ -23,10 +24,6 @@ from doku_async.testing import DokuSimulator, SimulatorCredentials
 CUSTOMER = "628115678890"
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
 @asynccontextmanager
 async def running(
     creds: SimulatorCredentials, **client: Any
@@ -34,7 +31,7 @@ async def running(
     async with (
         asyncio.timeout(20),
         DokuSimulator(credentials=creds, notification_delay=0.2) as sim,
-        sim.client(retry=RetryPolicy(jitter=False), sleep=_no_sleep, **client) as doku,
+        sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep, **client) as doku,
     ):
         yield sim, doku
 

@@ -21,9 +21,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cli_process import cli, sim_env, wait_until, write_items
+from cli_process import cli, sim_env, write_items
+from helpers import real_time_client, wait_until
 
-from doku_async import DokuClient, RetryPolicy
 from doku_async.bulk import (
     BulkRunner,
     Journal,
@@ -39,7 +39,7 @@ from doku_async.testing import DokuSimulator, SimulatorCredentials
 CUSTOMER = "628115678890"
 TIMEOUT = 30.0
 DELAY = 1.0  # notification_delay: long enough for the run's own check status to see UNPAID
-V1_JOURNAL = Path(__file__).parent / "data" / "journal_v1.db"
+V1_JOURNAL = Path(__file__).parent.parent / "data" / "journal_v1.db"
 """Written by the journal code before this issue (commit 3e23bff, schema 1): see its items."""
 
 pytestmark = pytest.mark.timeout(90)
@@ -68,11 +68,6 @@ def states(events: list[JournalEvent]) -> list[tuple[str, str]]:
 async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
     async with DokuSimulator(credentials=creds, notification_delay=DELAY) as simulator:
         yield simulator
-
-
-def client_for(sim: DokuSimulator) -> DokuClient:
-    client: DokuClient = sim.client(retry=RetryPolicy(jitter=False))
-    return client
 
 
 # ------------------------------------------------------------------ Journal.apply and events
@@ -232,7 +227,7 @@ async def test_the_runner_records_answers_with_session_reference_no_and_events(
 ) -> None:
     journal = Journal(tmp_path / "run.db")
     paid, unpaid = item("S-PAID"), item("S-UNPAID", *UNPAID_THEN_FAILED)
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, journal=journal)
         summary = await runner.run([paid, unpaid])
     assert summary.counts["succeeded"] == 1
@@ -267,7 +262,7 @@ async def test_a_notification_during_the_run_is_kept_over_the_older_accepted(
 
     journal = Notified(tmp_path / "run.db")
     it = item("EARLY", *UNPAID_THEN_FAILED)
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         doku.confirm_transfers = False  # the answer alone: accepted
         runner = BulkRunner(doku, customer_number=CUSTOMER, journal=journal)
         summary = await runner.run([it])
@@ -293,7 +288,7 @@ async def test_reconcile_turns_pending_and_paid_payouts_into_dokus_final_word(
         item("RC-REFUND", *REFUNDED),
         item("RC-PLAIN"),
     )
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, journal=journal)
         await runner.run([fails, pays, refunds, plain])
         assert journal.counts() == {"pending": 2, "succeeded": 2}
@@ -340,7 +335,7 @@ async def test_reconcile_marks_a_sending_item_dokus_never_got_for_retry_and_resu
     lost = item("LOST")
     journal.plan([lost], source=PlanSource(1, "1" * 64, "lost.csv"))
     journal.mark_sending(lost, "1234567890")  # the process died before sending
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         report = await reconcile(doku, journal)
         assert (report.not_found, report.changed) == (1, 1)
         entry = journal.get("LOST")
@@ -358,7 +353,7 @@ async def test_reconcile_marks_a_sending_item_dokus_never_got_for_retry_and_resu
 async def test_resume_records_its_settlement_as_resume(sim: DokuSimulator, tmp_path: Path) -> None:
     journal = Journal(tmp_path / "run.db")
     it = item("RS-1", *UNPAID_THEN_FAILED)
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         await BulkRunner(doku, customer_number=CUSTOMER, journal=journal).run([it])
         await wait_until(lambda: sim.transfers["RS-1"].status == "06")
         summary = await BulkRunner(doku, customer_number=CUSTOMER, journal=journal).run([it])

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import committed_states, fail_writes_of, real_time_client
 
-from doku_async import DokuClient, RetryPolicy
 from doku_async.bulk import BulkRunner, Journal, PayoutItem, payout_item
 from doku_async.testing import DokuSimulator
 
@@ -29,34 +29,10 @@ def item(i: int, prefix: str = "GC") -> PayoutItem:
     )
 
 
-def committed_states(path: Path) -> dict[str, str]:
-    """What another process would read from the file: committed rows only."""
-    db = sqlite3.connect(path)
-    try:
-        return dict(db.execute("SELECT reference, state FROM items").fetchall())
-    finally:
-        db.close()
-
-
 def traced(journal: Journal) -> list[str]:
     statements: list[str] = []
     journal._db.set_trace_callback(statements.append)
     return statements
-
-
-def fail_writes_of(path: Path, reference: str) -> None:
-    """A trigger that makes the database refuse any write of ``reference`` (a failing disk)."""
-    db = sqlite3.connect(path)
-    try:
-        for event in ("INSERT", "UPDATE"):
-            db.execute(
-                f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON items "
-                f"WHEN NEW.reference = '{reference}' "
-                "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-            )
-        db.commit()
-    finally:
-        db.close()
 
 
 async def test_marks_made_in_one_iteration_share_one_commit_and_are_durable_on_return(
@@ -175,11 +151,6 @@ def test_writes_queued_when_a_loop_stops_are_committed_by_the_next_loop(tmp_path
 # ------------------------------------------------------------------- through the runner
 
 
-def client_for(sim: DokuSimulator) -> DokuClient:
-    client: DokuClient = sim.client(retry=RetryPolicy(jitter=False))
-    return client
-
-
 async def test_runner_groups_its_writes_and_leaves_every_outcome_committed(
     sim: DokuSimulator, tmp_path: Path
 ) -> None:
@@ -187,7 +158,7 @@ async def test_runner_groups_its_writes_and_leaves_every_outcome_committed(
     journal = Journal(path)
     statements = traced(journal)
     items = [item(i, "RUN") for i in range(200)]
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=32, journal=journal)
         summary = await runner.run(items)
     assert summary.counts["succeeded"] == 200
@@ -207,7 +178,7 @@ async def test_runner_stops_when_the_journal_cannot_be_written_and_never_sends_u
     journal = Journal(path)
     items = [item(i, "BRK") for i in range(60)]
     fail_writes_of(path, "BRK-00030")
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=8, journal=journal)
         with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
             await runner.run(items)
@@ -248,7 +219,7 @@ async def test_a_metrics_thread_reading_the_journal_during_a_run_breaks_nothing(
     thread.start()
     items = [item(i, "THR") for i in range(1000)]
     try:
-        async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+        async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
             runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=32, journal=journal)
             summary = await runner.run(items)
     finally:

@@ -13,14 +13,15 @@ import csv
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import client_for, wait_until
 
-from doku_async import ConfigurationError, DokuClient, RetryPolicy, Timeouts
+from doku_async import ConfigurationError, DokuClient, Timeouts
 from doku_async.bulk import (
     FINAL_STATES,
     BulkProgress,
@@ -38,28 +39,15 @@ from doku_async.testing import DokuSimulator, SimulatorCredentials
 
 CUSTOMER = "628115678890"
 TIMEOUT = 30
+TIMEOUTS = Timeouts(connect=2.0, attempt=5.0, total=15.0)  # the clients' timeouts
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-async def no_sleep(_: float) -> None:
-    return None
-
-
-def client_for(sim: DokuSimulator) -> DokuClient:
-    """A client for ``sim`` with instant retries and short timeouts."""
-    client: DokuClient = sim.client(
-        sleep=no_sleep,
-        retry=RetryPolicy(jitter=False),
-        timeouts=Timeouts(connect=2.0, attempt=5.0, total=15.0),
-    )
-    return client
-
-
 @pytest.fixture
 async def doku(sim: DokuSimulator) -> AsyncIterator[DokuClient]:
-    async with client_for(sim) as client:
+    async with client_for(sim, timeouts=TIMEOUTS) as client:
         yield client
 
 
@@ -157,12 +145,6 @@ async def kill(task: asyncio.Task[Any]) -> None:
                 t.cancel()
     if not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling the simulator's ledger
-            await asyncio.sleep(0.005)
 
 
 def in_flight_transfers(sim: DokuSimulator) -> list[str]:
@@ -343,7 +325,7 @@ async def test_check_balance_refuses_when_short_and_sends_nothing(
     items = [plain(i, amount="20000") for i in range(10)]  # 200,000 in all
     async with (
         DokuSimulator(credentials=creds, balance="199999.99") as sim,
-        client_for(sim) as doku,
+        client_for(sim, timeouts=TIMEOUTS) as doku,
     ):
         runner = BulkRunner(
             doku, customer_number=CUSTOMER, check_balance=True, agent_key=creds.agent_key
@@ -361,7 +343,7 @@ async def test_check_balance_passes_when_enough(creds: SimulatorCredentials) -> 
     items = [plain(i, amount="20000") for i in range(10)]
     async with (
         DokuSimulator(credentials=creds, balance="200000.00") as sim,
-        client_for(sim) as doku,
+        client_for(sim, timeouts=TIMEOUTS) as doku,
     ):
         runner = BulkRunner(
             doku, customer_number=CUSTOMER, check_balance=True, agent_key=creds.agent_key
@@ -434,7 +416,7 @@ async def test_the_runner_sends_the_bodies_the_public_methods_send(sim: DokuSimu
         amount="150000.5",
         remark="October earnings",
     )
-    async with client_for(sim) as doku:
+    async with client_for(sim, timeouts=TIMEOUTS) as doku:
         runner = BulkRunner(
             doku, customer_number=CUSTOMER, channel_code="07", sender_country_code="ID"
         )
@@ -504,7 +486,7 @@ async def test_check_balance_on_a_resumed_run_counts_only_what_is_left(
     journal = Journal(tmp_path / "run.db")
     async with (
         DokuSimulator(credentials=creds, balance="100000.00") as sim,
-        client_for(sim) as doku,
+        client_for(sim, timeouts=TIMEOUTS) as doku,
     ):
         async with asyncio.timeout(TIMEOUT):
             await BulkRunner(doku, customer_number=CUSTOMER, journal=journal).run(items[:4])
@@ -551,7 +533,7 @@ async def test_killed_halfway_with_transfers_in_flight_then_resumed(
             sim.inject("transfer_bank", "latency", delay=0.5, times=5)
 
     async with asyncio.timeout(TIMEOUT):
-        async with client_for(sim) as doku:
+        async with client_for(sim, timeouts=TIMEOUTS) as doku:
             runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=4, journal=journal)
             task = asyncio.create_task(runner.run(items, on_result=on_result))
             await wait_until(lambda: len(in_flight_transfers(sim)) >= 2)
@@ -572,7 +554,7 @@ async def test_killed_halfway_with_transfers_in_flight_then_resumed(
     paid_before = {r.reference for r in first if r.status == "succeeded"}
     checks_before = len(sim.requests_for("check_status"))
 
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         resumed = BulkRunner(doku, customer_number=CUSTOMER, concurrency=4, journal=journal)
         results = {r.reference: r async for r in resumed.results(items)}
 
@@ -639,7 +621,7 @@ async def test_unknown_outcomes_while_doku_misbehaves_then_resume_settles(
     sim.inject("transfer_bank", "drop_after_commit", times=10)
     sim.inject("check_status", "error", status=500, times=200)
     journal = Journal(path)
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=5, journal=journal)
         first = {r.reference: r async for r in runner.results(items)}
     assert {r.status for r in first.values()} == {"unknown"}
@@ -657,7 +639,7 @@ async def test_unknown_outcomes_while_doku_misbehaves_then_resume_settles(
 
     sim.faults.clear()  # DOKU behaves again
     checks_before = len(sim.requests_for("check_status"))
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         resumed = BulkRunner(doku, customer_number=CUSTOMER, concurrency=5, journal=journal)
         second = {r.reference: r async for r in resumed.results(items)}
     assert {r.status for r in second.values()} == {"succeeded"}
@@ -682,7 +664,7 @@ async def test_pending_items_are_settled_on_resume_without_resending(
     items = [failing_unpaid(1), succeeding_unpaid(2), plain(3)]
     journal = Journal(tmp_path / "run.db")
     async with DokuSimulator(credentials=creds, notification_delay=0.3) as sim:
-        async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+        async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
             runner = BulkRunner(
                 doku,
                 customer_number=CUSTOMER,
@@ -700,7 +682,7 @@ async def test_pending_items_are_settled_on_resume_without_resending(
         assert journal.counts() == {"pending": 2, "succeeded": 1}
         await sim.drain()  # the UNPAID transfers reach their final status
 
-        async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+        async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
             resumed = BulkRunner(doku, customer_number=CUSTOMER, journal=journal)
             second = {r.reference: r async for r in resumed.results(items)}
         assert second[items[0].reference].status == "failed"
@@ -723,7 +705,7 @@ async def test_stop_finishes_in_flight_items_and_resume_finishes_the_rest(
     journal.plan(items)
     sim.inject("transfer_bank", "latency", delay=0.05, times=100)
     results: list[ItemResult] = []
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=2, journal=journal)
         async for result in runner.results(items):
             results.append(result)
@@ -745,7 +727,7 @@ async def test_stop_finishes_in_flight_items_and_resume_finishes_the_rest(
     for item in items:
         assert sim.transfer_count(item.reference) == (1 if item.reference in done else 0)
 
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         resumed = BulkRunner(doku, customer_number=CUSTOMER, concurrency=2, journal=journal)
         second = {r.reference: r async for r in resumed.results(items)}
     for item in items:
@@ -762,7 +744,7 @@ async def test_stop_starts_no_new_items(sim: DokuSimulator) -> None:
     concurrency = 2
     results: list[ItemResult] = []
     started_at_stop = 0
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=concurrency)
         async for result in runner.results(items):
             results.append(result)
@@ -791,7 +773,7 @@ async def test_429_storm_slows_the_run_but_every_item_succeeds(sim: DokuSimulato
     sim.inject(
         "transfer_bank", "error", status=429, response_code="4294300", retry_after="0", times=40
     )
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), client_for(sim, timeouts=TIMEOUTS) as doku:
         runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=8, rate=200)
         # Every 429 answer (each of the SDK's own retries too) halves the rate, so with the
         # default floor of 0.5/s this storm takes ~40 s for 30 items; a higher floor keeps
@@ -1267,7 +1249,7 @@ async def test_bad_run_settings_fail_the_run_not_every_item(
 ) -> None:
     """A run-wide typo is a ConfigurationError at once; no item is journaled as failed."""
     options: dict[str, Any] = {"customer_number": CUSTOMER, **kwargs}
-    async with client_for(sim) as doku:
+    async with client_for(sim, timeouts=TIMEOUTS) as doku:
         with pytest.raises(ConfigurationError):
             BulkRunner(doku, **options)
     assert sim.requests == []
@@ -1280,7 +1262,7 @@ async def test_resume_with_earlier_failures_does_not_exit_0(
     the run from claiming that."""
     db = tmp_path / "run.db"
     items = [plain(0), plain(1)]
-    async with client_for(sim) as doku:
+    async with client_for(sim, timeouts=TIMEOUTS) as doku:
         first = BulkRunner(doku, customer_number=CUSTOMER, journal=db)
         async with first:
             first.journal.record(items[1], "failed", code="06", message="failed earlier")  # type: ignore[union-attr]
@@ -1302,7 +1284,7 @@ async def test_changed_details_for_a_journaled_reference_are_never_paid(
     not reported as succeeded or as a plain failure of the earlier payment."""
     db = tmp_path / "run.db"
     original = plain(0)
-    async with client_for(sim) as doku:
+    async with client_for(sim, timeouts=TIMEOUTS) as doku:
         async with BulkRunner(doku, customer_number=CUSTOMER, journal=db) as runner:
             await runner.run([original])
         changed = payout_item(

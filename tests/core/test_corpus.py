@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
+from helpers import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
 
 from doku_async import DokuAPIError, DokuClient, DokuError, TransferOutcomeUnknownError
 from doku_async.webhooks import (
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(30)
 KeyPair = tuple[bytes, bytes]
 Sample = dict[str, Any]
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parent.parent / "corpus"
 SAMPLES = sorted(CORPUS.rglob("*.json"))
 
 TOKEN_PATH = "/authorization/v1/access-token/b2b"

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import aioresponses
-from conftest import AGENT_KEY, make_client
+from helpers import AGENT_KEY, make_client
 from yarl import URL
 
 from doku_async import (

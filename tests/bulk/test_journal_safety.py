@@ -29,7 +29,6 @@ import pytest
 from cli_process import (
     KILL_DURING_PLAN,
     cli,
-    committed_states,
     finish,
     in_flight,
     kill,
@@ -39,12 +38,10 @@ from cli_process import (
     start,
     start_python,
     transfer_refs,
-    wait_until,
     write_items,
 )
-from test_journal_group_commit import fail_writes_of
+from helpers import committed_states, fail_writes_of, real_time_client, wait_until
 
-from doku_async import DokuClient, RetryPolicy
 from doku_async.bulk import (
     BulkRunner,
     IncompletePlanError,
@@ -87,11 +84,6 @@ def items_of(count: int, prefix: str, *, amount: str = "150000.00") -> list[Payo
         )
         for i in range(count)
     ]
-
-
-def client_for(sim: DokuSimulator) -> DokuClient:
-    client: DokuClient = sim.client(retry=RetryPolicy(jitter=False))
-    return client
 
 
 def source_of(path: Path) -> PlanSource:
@@ -416,7 +408,7 @@ async def test_issue12_5_rerun_after_a_lost_journal_reports_already_paid_not_pai
 ) -> None:
     items = items_of(20, "LOST")
     total = sum((i.amount for i in items), Decimal("0.00"))
-    async with asyncio.timeout(TIMEOUT), client_for(sim) as doku:
+    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
         async with BulkRunner(doku, customer_number=CUSTOMER, journal=tmp_path / "a.db") as first:
             paid = await first.run(items)
         assert (paid.already_paid, paid.amount_paid) == (0, total)

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import AGENT_KEY, make_client
 from fakedoku import FakeDoku
+from helpers import AGENT_KEY, make_client
 
 from doku_async import DokuClient
 from doku_async._tokens import TokenCache

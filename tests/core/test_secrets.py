@@ -12,15 +12,12 @@ import logging
 import re
 
 import pytest
-from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
 from fakedoku import FakeDoku, RecordedCall, generate_rsa_keypair, serve
+from helpers import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, client_with, make_client
 from secret_scan import exception_texts, object_texts, pem_body_lines
 
 from doku_async import (
     AuthenticationError,
-    DokuClient,
-    RetryPolicy,
-    Timeouts,
     TransferOutcomeUnknownError,
 )
 
@@ -39,21 +36,6 @@ def header(call: RecordedCall, name: str) -> str:
         if key.lower() == name.lower():
             return value
     return ""
-
-
-def client_with(url: str, private_pem: bytes, secret: str) -> DokuClient:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    return DokuClient(
-        CLIENT_ID,
-        secret,
-        private_pem,
-        base_url=url,
-        timeouts=Timeouts(connect=2.0, attempt=2.0, total=10.0),
-        retry=RetryPolicy(jitter=False),
-        sleep=no_sleep,
-    )
 
 
 async def test_no_secret_leaks_anywhere(
@@ -131,14 +113,14 @@ async def test_no_secret_leaks_anywhere(
             errors.append(unknown.value)
 
         # A forged client secret: DOKU rejects the HMAC signature.
-        async with client_with(url, keypair[0], FORGED_SECRET) as forged:
+        async with client_with(url, keypair[0], secret=FORGED_SECRET) as forged:
             objects.append(forged)
             with pytest.raises(AuthenticationError) as forged_error:
                 await forged.kirim.balance_inquiry(account_no=AGENT_KEY)
             errors.append(forged_error.value)
 
         # The wrong private key: DOKU rejects the token request.
-        async with client_with(url, other_private, CLIENT_SECRET) as wrong_key:
+        async with client_with(url, other_private) as wrong_key:
             with pytest.raises(AuthenticationError) as key_error:
                 await wrong_key.kirim.balance_inquiry(account_no=AGENT_KEY)
             errors.append(key_error.value)

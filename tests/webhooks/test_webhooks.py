@@ -629,7 +629,7 @@ async def test_hundred_concurrent_identical_deliveries_run_the_callback_once() -
 def test_an_injected_empty_dedup_store_is_used() -> None:
     store = MemoryDedupStore()
     _, sub = build(on_unpaid=Recorder(), dedup_store=store)
-    assert sub[WEBHOOK_CONFIG].dedup_store is store
+    assert sub[WEBHOOK_CONFIG].settings.dedup_store is store
 
 
 async def test_dedup_store_and_ttl_are_used() -> None:
@@ -639,7 +639,7 @@ async def test_dedup_store_and_ttl_are_used() -> None:
     assert await store.claim(["unrelated"], ttl=1e9)
     on_unpaid = Recorder()
     outer, sub = build(on_unpaid=on_unpaid, dedup_store=store, dedup_ttl=60.0)
-    assert sub[WEBHOOK_CONFIG].dedup_store is store
+    assert sub[WEBHOOK_CONFIG].settings.dedup_store is store
     headers = signed()
     async with running(outer) as client:
         _, p1, _ = await post(client, UNPAID_PATH, unpaid_body(), headers)
@@ -939,14 +939,14 @@ def test_create_webhook_app_stores_its_config() -> None:
         drain_timeout=3.0,
     )
     cfg = app[WEBHOOK_CONFIG]
-    assert cfg.on_refund is _noop
-    assert cfg.on_unpaid is None
-    assert cfg.ack_first is True
-    assert cfg.max_body_size == 2048
-    assert cfg.dedup_ttl == 7.0
-    assert cfg.drain_timeout == 3.0
-    assert isinstance(cfg.dedup_store, MemoryDedupStore)
-    assert KEY not in repr(cfg.verifier)
+    assert cfg.settings.on_refund is _noop
+    assert cfg.settings.on_unpaid is None
+    assert cfg.settings.ack_first is True
+    assert cfg.settings.max_body_size == 2048
+    assert cfg.settings.dedup_ttl == 7.0
+    assert cfg.settings.drain_timeout == 3.0
+    assert isinstance(cfg.settings.dedup_store, MemoryDedupStore)
+    assert KEY not in repr(cfg.settings.verifier)
 
 
 async def test_copy_arriving_while_the_first_fails_is_handled_not_lost() -> None:

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import CLIENT_ID, CLIENT_SECRET, make_client
 from fakedoku import FakeDoku, RecordedCall, serve
+from helpers import CLIENT_ID, CLIENT_SECRET, SleepRecorder, header, make_client
 
 from doku_async import (
     BadRequestError,
@@ -43,13 +43,6 @@ AMOUNT = "200000.00"
 # ----------------------------------------------------------------------------- helpers
 
 
-def header(call: RecordedCall, name: str) -> str:
-    for key, value in call.headers.items():
-        if key.lower() == name.lower():
-            return value
-    raise AssertionError(f"{call.op} call has no {name} header")
-
-
 def body_ref(call: RecordedCall) -> str:
     ref = json.loads(call.body)["partnerReferenceNo"]
     assert isinstance(ref, str)
@@ -68,7 +61,7 @@ async def running(
 ) -> AsyncIterator[DokuClient]:
     """A client against the fake. These tests pin the money rule's own sequence of calls, so
     the confirming check status after an accepted answer is off unless a test asks for it
-    (``tests/test_payout_states.py`` covers it)."""
+    (``tests/core/test_payout_states.py`` covers it)."""
     kwargs.setdefault("confirm_transfers", False)
     async with (
         asyncio.timeout(20),
@@ -115,14 +108,6 @@ def assert_same_references(calls: list[RecordedCall]) -> None:
     assert len(calls) >= 2
     assert len({call.body for call in calls}) == 1
     assert len({header(call, "X-EXTERNAL-ID") for call in calls}) == len(calls)
-
-
-class SleepRecorder:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.calls.append(delay)
 
 
 # ----------------------------------------------------------------------------- unclear outcomes

@@ -25,6 +25,8 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fakedoku import generate_rsa_keypair, serve
+from helpers import SleepRecorder, client_for
 
 from doku_async import (
     AuthenticationError,
@@ -70,42 +72,10 @@ SAC_DESTINATION = "SAC-8014-1628130619289"
 # ----------------------------------------------------------------------------- helpers
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-class SleepRecorder:
-    """An injected ``sleep`` that records each requested delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.calls.append(delay)
-
-
 @pytest.fixture(scope="module")
 def other_private_key() -> bytes:
     """A second RSA private key that the simulator does not know."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def client_for(sim: DokuSimulator, **overrides: Any) -> DokuClient:
-    """``sim.client()`` with instant retries and small timeouts (``overrides`` win)."""
-    options: dict[str, Any] = {
-        "sleep": _no_sleep,
-        "retry": RetryPolicy(jitter=False),
-        "timeouts": Timeouts(connect=2.0, attempt=2.0, total=10.0),
-    }
-    options.update(overrides)
-    client = sim.client(**options)
-    assert isinstance(client, DokuClient)
-    return client
+    return generate_rsa_keypair()[0]
 
 
 @asynccontextmanager
@@ -119,20 +89,6 @@ async def running(
         client_for(sim, **(client or {})) as doku,
     ):
         yield sim, doku
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port); yield its base URL."""
-    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def inquire(

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import no_sleep
 
 from doku_async import DokuClient, RetryPolicy, Timeouts, TransactionStatus
 from doku_async.bulk import BulkRunner, ItemResult, Journal, PayoutItem, payout_item
@@ -18,16 +19,12 @@ from doku_async.testing import DokuSimulator, SimulatorCredentials
 CUSTOMER = "628115678890"
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
 @pytest.fixture
 async def doku(sim: DokuSimulator) -> AsyncIterator[DokuClient]:
     client = sim.client(
         retry=RetryPolicy(jitter=False),
         timeouts=Timeouts(connect=2.0, attempt=2.0, total=10.0),
-        sleep=_no_sleep,
+        sleep=no_sleep,
     )
     async with client:
         yield client
@@ -80,7 +77,7 @@ async def test_finding7_check_status_404xx01_means_not_found_everywhere(
     """DOKU's "Transaction Not Found" error answer (``404xx01``) and ``07`` mean the same."""
     async with DokuSimulator(credentials=creds) as sim:
         sim.inject("check_status", "error", status=404, response_code="4045301")
-        async with sim.client(retry=RetryPolicy(jitter=False), sleep=_no_sleep) as doku:
+        async with sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku:
             answer = await doku.kirim.check_status(original_partner_reference_no="NEVER-SENT")
     assert answer.transaction_status == TransactionStatus.NOT_FOUND
     assert answer.response_code == "4045301"
@@ -95,7 +92,7 @@ async def test_finding7_resume_pays_an_item_check_status_reports_not_found_by_40
     items = _items(1)
     journal_path = tmp_path / "run.db"
     async with DokuSimulator(credentials=creds) as sim:
-        async with sim.client(retry=RetryPolicy(jitter=False), sleep=_no_sleep) as doku:
+        async with sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku:
             sim.inject("transfer_bank", "drop_before_commit", times=50)
             sim.inject("check_status", "error", status=503, times=50)
             journal = Journal(journal_path)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import no_sleep
 
 from doku_async import DokuClient, RetryPolicy, Timeouts
 
@@ -134,10 +135,6 @@ def test_module_help_exits_zero() -> None:
     assert "--unpaid-url" in done.stdout
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
 async def _launch() -> tuple[asyncio.subprocess.Process, dict[str, str], str]:
     """Start ``python -m doku_async.testing --port 0``; read its banner up to "Ctrl-C".
 
@@ -198,7 +195,7 @@ async def test_module_runs_a_usable_simulator() -> None:
 
             async with DokuClient.from_env(
                 environ=env,
-                sleep=_no_sleep,
+                sleep=no_sleep,
                 retry=RetryPolicy(jitter=False),
                 timeouts=Timeouts(connect=2.0, attempt=5.0, total=10.0),
             ) as doku:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "doku_async"
 CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 MAX_FUNCTION_LINES = 60

@@ -28,6 +28,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from fakedoku import serve
+from helpers import client_for, no_sleep
 
 from doku_async import (
     BusinessRejectionError,
@@ -61,6 +63,10 @@ UNPAID = "/doku/kirim/unpaid"
 REFUND = "/doku/kirim/refund"
 CUSTOMER = "628115678890"
 AMOUNT = Decimal("150000.00")
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry": RetryPolicy(jitter=False, max_attempts=2),
+    "timeouts": Timeouts(connect=2.0, attempt=2.0, total=5.0),
+}
 
 
 # ----------------------------------------------------------------------------- ECB splicing
@@ -228,20 +234,6 @@ def test_request_id_pattern_is_configurable() -> None:
 # ----------------------------------------------------------------------------- the app
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port); yield its base URL."""
-    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 def mounted(sub: web.Application) -> web.Application:
     outer = web.Application()
     outer.add_subapp("/doku/", sub)
@@ -307,20 +299,6 @@ class Ledger:
         return self.refs.get(reference_no)
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-def client_for(sim: DokuSimulator, **overrides: Any) -> DokuClient:
-    options: dict[str, Any] = {
-        "sleep": _no_sleep,
-        "retry": RetryPolicy(jitter=False, max_attempts=2),
-        "timeouts": Timeouts(connect=2.0, attempt=2.0, total=5.0),
-    }
-    options.update(overrides)
-    return sim.client(**options)
-
-
 async def pay(doku: DokuClient, ledger: Ledger, ref: str, *, bank: str, account: str) -> str:
     """Make a transfer and record its referenceNo; return the referenceNo."""
     result = await doku.kirim.transfer_bank(
@@ -353,7 +331,7 @@ async def confirm_app(
     async with (
         asyncio.timeout(30),
         DokuSimulator(credentials=creds, notification_delay=0.05) as sim,
-        client_for(sim) as doku,
+        client_for(sim, **CLIENT_OPTIONS) as doku,
     ):
         options: dict[str, Any] = {
             "agent_key": creds.agent_key,
@@ -549,12 +527,12 @@ async def test_check_status_unreachable_is_503_and_user_code_is_not_called(
     creds: SimulatorCredentials,
 ) -> None:
     ledger, received = Ledger(), Confirmed()
-    async with DokuSimulator(credentials=creds) as sim, client_for(sim) as doku:
+    async with DokuSimulator(credentials=creds) as sim, client_for(sim, **CLIENT_OPTIONS) as doku:
         trx = await pay(doku, ledger, "PAY-DOWN", bank="014", account="8377388292")
     # The simulator is gone: its address now refuses connections.
     dead = DokuClient(
         **sim.client_kwargs(),
-        sleep=_no_sleep,
+        sleep=no_sleep,
         retry=RetryPolicy(jitter=False, max_attempts=2),
         timeouts=Timeouts(connect=1.0, attempt=1.0, total=3.0),
     )
@@ -682,7 +660,7 @@ async def test_confirm_mode_configuration_errors(creds: SimulatorCredentials) ->
         return None
 
     base: dict[str, Any] = {"agent_key": KAT_AGENT, "encryption_keys": KAT_KEY}
-    async with DokuSimulator(credentials=creds) as sim, client_for(sim) as doku:
+    async with DokuSimulator(credentials=creds) as sim, client_for(sim, **CLIENT_OPTIONS) as doku:
         bad: list[dict[str, Any]] = [
             {"on_confirmed": received},  # no confirm_with
             {"confirm_with": confirm},  # no on_confirmed

@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import CLIENT_ID, CLIENT_SECRET, make_client
 from fake_nonsnap import FakeNonSnap, serve
+from helpers import CLIENT_ID, CLIENT_SECRET, make_client
 from test_nonsnap import payout_args, rdl_args, transfer_args
 
 from doku_async import (

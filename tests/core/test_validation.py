@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import AGENT_KEY, CLIENT_ID, CLIENT_SECRET
 from fakedoku import FakeDoku
+from helpers import AGENT_KEY, CLIENT_ID, CLIENT_SECRET
 
 from doku_async import (
     BankCodes,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import CLIENT_ID, CLIENT_SECRET, make_client
 from fake_nonsnap import PAYOUT_STATES, FakeNonSnap, RecordedCall, non_snap_signature, serve
+from helpers import CLIENT_ID, CLIENT_SECRET, make_client, no_sleep
 
 from doku_async import (
     AuthenticationError,
@@ -136,10 +136,6 @@ def result_key(resp: NonSnapResponse) -> str | None:
 
 def request_ids(calls: list[RecordedCall]) -> set[str]:
     return {call.headers["Request-Id"] for call in calls}
-
-
-async def no_sleep(_: float) -> None:
-    return None
 
 
 @asynccontextmanager
