@@ -218,22 +218,6 @@ class SnapRequester:
     def __repr__(self) -> str:
         return f"SnapRequester(client_id={self._client_id!r})"
 
-    # --- deadlines (the shared retry budget) -----------------------------------------------
-
-    def deadline(self) -> float:
-        """The monotonic deadline of an operation starting now."""
-        return self.budget.deadline()
-
-    def attempt_timeout(self, deadline: float, references: Mapping[str, str]) -> float:
-        """Time left for one attempt; raises when the operation's deadline has passed."""
-        return self.budget.attempt_timeout(deadline, references)
-
-    async def backoff_or_give_up(
-        self, attempt: int, max_attempts: int, deadline: float, retry_after: float | None
-    ) -> bool:
-        """Sleep before the next attempt; ``False`` when attempts or time are used up."""
-        return await self.budget.backoff_or_give_up(attempt, max_attempts, deadline, retry_after)
-
     # --- one signed attempt ------------------------------------------------------------------
 
     async def _token(self, deadline: float, references: Mapping[str, str]) -> str:
@@ -286,7 +270,7 @@ class SnapRequester:
             references = {**references, "X-EXTERNAL-ID": external_id}
         while True:
             token = await self._token(deadline, references)
-            timeout = self.attempt_timeout(deadline, references)
+            timeout = self.budget.attempt_timeout(deadline, references)
             ts = format_timestamp(self._ts_format, self._wall_clock())
             signature = self._key.sign(snap_string_to_sign("POST", op.path, token, body_hash, ts))
             headers = {
@@ -359,7 +343,9 @@ class SnapRequester:
                 )
                 if not retryable:
                     raise last
-            if not await self.backoff_or_give_up(attempt_no, max_attempts, deadline, retry_after):
+            if not await self.budget.backoff_or_give_up(
+                attempt_no, max_attempts, deadline, retry_after
+            ):
                 raise last
 
     async def read(
@@ -378,7 +364,7 @@ class SnapRequester:
         The loop is written out here rather than through :meth:`_retrying`: this is the hot
         path, and every extra coroutine frame is paid again at each suspension.
         """
-        deadline = self.deadline() if deadline is None else deadline
+        deadline = self.budget.deadline() if deadline is None else deadline
         limit = self.retry.max_attempts if max_attempts is None else max_attempts
         body_hash = body_sha256_hex(body)
         base = references if references is not None else _NO_REFERENCES
@@ -403,7 +389,7 @@ class SnapRequester:
                 )
                 if not retryable:
                     raise last
-            if not await self.backoff_or_give_up(attempt_no, limit, deadline, retry_after):
+            if not await self.budget.backoff_or_give_up(attempt_no, limit, deadline, retry_after):
                 raise last
 
     async def fetch_token(self) -> tuple[str, float]:
@@ -414,7 +400,7 @@ class SnapRequester:
         private_key = self._private_key
         if private_key is None:
             raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
-        deadline = self.deadline()
+        deadline = self.budget.deadline()
 
         async def send_once(attempt_no: int) -> _Answer:
             ts = format_timestamp(self._token_ts_format, self._wall_clock())
@@ -424,7 +410,7 @@ class SnapRequester:
                 "X-TIMESTAMP": ts,
                 "X-SIGNATURE": token_signature(private_key, self._client_id, ts),
             }
-            timeout = self.attempt_timeout(deadline, {})
+            timeout = self.budget.attempt_timeout(deadline, {})
             raw = await self._transport.post(
                 self._token_op.url, _TOKEN_BODY, headers, timeout=timeout
             )

@@ -110,7 +110,7 @@ class _TransferCall:
         self.body_hash = body_sha256_hex(body)
         self.partner_reference_no = partner_reference_no
         self.amount = amount
-        self.deadline = requester.deadline()
+        self.deadline = requester.budget.deadline()
         self.refs = {
             "X-EXTERNAL-ID": external_id or new_external_id(),
             "partnerReferenceNo": partner_reference_no,
@@ -187,7 +187,7 @@ class _TransferCall:
         raise _Unclear(error, external_id_spent=status == 409 and answer.code[5:] == "00")
 
     async def wait_or_give_up(self, error: DokuError, retry_after: float | None) -> None:
-        if not await self.requester.backoff_or_give_up(
+        if not await self.requester.budget.backoff_or_give_up(
             self.sends, self.requester.retry.max_attempts, self.deadline, retry_after
         ):
             raise self.give_up(error)

@@ -381,3 +381,35 @@ def test_connection_key_helper_is_well_formed() -> None:
     err = connector_error()
     assert err.os_error.errno == 111
     assert err.host == "doku.test"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"responseCode": "2005300", "latestTransactionStatus": "99"},  # undocumented status
+        {"responseCode": "2005300", "latestTransactionStatus": "07"},  # not visible yet
+        {"responseCode": "2005300", "latestTransactionStatus": {"x": 1}},  # unusable
+        {"responseCode": "5005300", "responseMessage": "General Error"},
+    ],
+)
+async def test_an_odd_confirmation_never_turns_accepted_into_paid(
+    mocked: Any, doku: DokuClient, odd: dict[str, object]
+) -> None:
+    """Adversarial (issue 13): DOKU accepts the transfer, then its confirming check status
+    answers something odd. The SDK says accepted, never succeeded, and sends nothing more."""
+    reply(mocked, TRANSFER_URL, payload={"responseCode": "2004300", "referenceNo": "DK9"})
+    for _ in range(MAX_ATTEMPTS):
+        reply(
+            mocked, STATUS_URL, status=500 if odd["responseCode"] == "5005300" else 200, payload=odd
+        )
+    result = await doku.kirim.transfer_bank(
+        partner_reference_no="t-odd",
+        customer_number="628115678890",
+        beneficiary_account_number="8377388292",
+        beneficiary_bank_code="014",
+        amount="10.00",
+    )
+    assert result.status == "accepted"
+    assert not result.succeeded
+    assert result.reference_no == "DK9"
+    assert len(mocked.requests[("POST", URL(TRANSFER_URL))]) == 1
