@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(BIN)/ruff check doku_async tests
 	$(BIN)/ruff format --check doku_async tests
 	$(BIN)/mypy --strict
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
 
 ## make demo: a bulk payout of 1,000 items on the embedded simulator, end to end
 demo: $(STAMP)

@@ -12,10 +12,12 @@ Quick start::
 from ._banks import BankCodes
 from ._client import DokuClient
 from ._config import KirimPaths, Timeouts
+from ._environ import ConfigurationWarning
 from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     BusinessRejectionError,
+    ClientClosedError,
     ConfigurationError,
     DokuAPIError,
     DokuConnectionError,
@@ -60,7 +62,9 @@ __all__ = [
     "BankCodes",
     "BusinessRejectionError",
     "CheckStatusResponse",
+    "ClientClosedError",
     "ConfigurationError",
+    "ConfigurationWarning",
     "DokuAPIError",
     "DokuClient",
     "DokuConnectionError",

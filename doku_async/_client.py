@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -13,6 +15,8 @@ import aiohttp
 from . import _constants as C
 from ._banks import BankCodes
 from ._config import Clocks, KirimPaths, Timeouts
+from ._environ import client_settings_from_env
+from ._environ import missing as missing_variable
 from ._exceptions import ConfigurationError
 from ._nonsnap import (
     RESPONSE_SIGNATURE_MODES,
@@ -31,6 +35,8 @@ from .resources.rdl import Rdl
 from .resources.transfers import Transfers
 
 __all__ = ["DokuClient"]
+
+log = logging.getLogger("doku_async")
 
 Environment = Literal["sandbox", "production"]
 
@@ -53,6 +59,7 @@ class DokuClient:
         client_secret: DOKU's secret key (HMAC key for SNAP and Non-SNAP signatures).
         private_key: your RSA private key for the B2B token, as PEM text, PEM/DER bytes or a
             path; parsed once, here. Required for Kirim DOKU calls.
+        private_key_passphrase: decrypts an encrypted ``private_key``.
         environment: ``"sandbox"`` (default) or ``"production"``.
         base_url: overrides ``environment`` (e.g. a simulator's URL); may carry a path prefix.
         kirim_paths: ``"/v1.0"`` (default, the seed docs), ``"/snap/v1.1"`` (DOKU's current
@@ -92,6 +99,7 @@ class DokuClient:
         client_secret: str,
         private_key: str | bytes | os.PathLike[str] | None = None,
         *,
+        private_key_passphrase: str | bytes | None = None,
         environment: Environment = "sandbox",
         base_url: str | None = None,
         kirim_paths: str | KirimPaths = "/v1.0",
@@ -146,7 +154,9 @@ class DokuClient:
         """The bank-code table: validation and ``bank_codes.name_of(code)`` for display."""
         self.check_status_service_code = check_status_service_code
         self._secret = HmacKey(client_secret, "sha512")
-        self._private_key = None if private_key is None else load_private_key(private_key)
+        self._private_key = (
+            None if private_key is None else load_private_key(private_key, private_key_passphrase)
+        )
         defaults = Clocks()
         self.clocks = Clocks(
             monotonic=clock or defaults.monotonic,
@@ -265,34 +275,25 @@ class DokuClient:
         """Build a client from ``DOKU_*`` environment variables.
 
         Reads ``DOKU_CLIENT_ID``, ``DOKU_CLIENT_SECRET``, ``DOKU_PRIVATE_KEY`` (PEM text) or
-        ``DOKU_PRIVATE_KEY_PATH``, and optionally ``DOKU_ENVIRONMENT``, ``DOKU_BASE_URL``,
+        ``DOKU_PRIVATE_KEY_PATH`` (a file) with ``DOKU_PRIVATE_KEY_PASSPHRASE`` for an
+        encrypted key, and optionally ``DOKU_ENVIRONMENT``, ``DOKU_BASE_URL``,
         ``DOKU_KIRIM_PATHS``, ``DOKU_CHANNEL_ID`` and ``DOKU_CHECK_STATUS_SERVICE_CODE``.
-        Keyword ``overrides`` win over the environment.
+        Keyword ``overrides`` win over the environment. A set ``DOKU_*`` variable that looks
+        like a misspelling of one of these gives a :class:`ConfigurationWarning`.
+
+        Raises:
+            ConfigurationError: a required variable is missing (the message lists what is
+                read), both key variables are set, or a value is unusable.
         """
         env = os.environ if environ is None else environ
-
-        def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise ConfigurationError(f"{name} is not set")
-            return value
-
-        kwargs: dict[str, Any] = {}
-        key: str | None = env.get("DOKU_PRIVATE_KEY") or env.get("DOKU_PRIVATE_KEY_PATH") or None
-        if key is not None:
-            kwargs["private_key"] = key
-        for var, arg in (
-            ("DOKU_ENVIRONMENT", "environment"),
-            ("DOKU_BASE_URL", "base_url"),
-            ("DOKU_KIRIM_PATHS", "kirim_paths"),
-            ("DOKU_CHANNEL_ID", "channel_id"),
-            ("DOKU_CHECK_STATUS_SERVICE_CODE", "check_status_service_code"),
-        ):
-            if env.get(var):
-                kwargs[arg] = env[var]
+        kwargs = client_settings_from_env(env)
         kwargs.update(overrides)
-        client_id = kwargs.pop("client_id", None) or need("DOKU_CLIENT_ID")
-        client_secret = kwargs.pop("client_secret", None) or need("DOKU_CLIENT_SECRET")
+        client_id = kwargs.pop("client_id", None)
+        client_secret = kwargs.pop("client_secret", None)
+        if not client_id:
+            raise missing_variable("DOKU_CLIENT_ID")
+        if not client_secret:
+            raise missing_variable("DOKU_CLIENT_SECRET")
         return cls(client_id, client_secret, **kwargs)
 
     def __repr__(self) -> str:
@@ -310,6 +311,16 @@ class DokuClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None and transport.left_open:
+            message = (
+                f"{self!r} was never closed: use 'async with DokuClient(...) as doku:' or "
+                "'await doku.aclose()' when done (its connections are left open)"
+            )
+            _warn(message, ResourceWarning, source=self)
+            log.warning("%s", message)
 
     async def aclose(self) -> None:
         """Cancel a token fetch in flight and close the session the client created."""

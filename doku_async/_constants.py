@@ -51,3 +51,9 @@ PAYOUT_LINK_STATUS_PATH: Final = "/v1/payout/status"
 SAC_TRANSFERS_PATH: Final = "/sac-merchant/v1/transfers"
 RDL_DISBURSEMENTS_PATH: Final = "/sac-rdl/v1/rdl-disbursements"
 REQUEST_ID_MAX: Final = 128
+
+# What a Kirim DOKU call without an RSA key says (three places raise it).
+MISSING_PRIVATE_KEY: Final = (
+    "private_key: Kirim DOKU calls need your RSA private key: pass private_key=, or set "
+    "DOKU_PRIVATE_KEY (PEM text) or DOKU_PRIVATE_KEY_PATH (a file) for DokuClient.from_env()"
+)

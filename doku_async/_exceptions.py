@@ -18,6 +18,7 @@ Every error the SDK raises derives from :class:`DokuError`::
     │   └── ServerError                 5xx and 504 answers
     ├── DokuTransportError              no usable answer reached us
     │   ├── DokuConnectionError         connect failed or the connection dropped
+    │   │   └── ClientClosedError       a call on a closed client (nothing sent, no retry)
     │   └── DokuTimeoutError            an attempt or the operation deadline ran out
     ├── ResponseDecodeError             DOKU's answer could not be decoded
     ├── SignatureVerificationError      a signed answer or notification failed verification
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BusinessRejectionError",
+    "ClientClosedError",
     "ConfigurationError",
     "DokuAPIError",
     "DokuConnectionError",
@@ -208,6 +210,23 @@ class DokuTimeoutError(DokuTransportError):
     """An attempt timed out, or the operation's total deadline ran out."""
 
 
+class ClientClosedError(DokuConnectionError):
+    """A call on a client that is already closed (a usage error: nothing is sent, nothing is
+    retried). Make calls inside ``async with DokuClient(...)``, or before ``aclose()``."""
+
+    def __init__(
+        self,
+        message: str = (
+            "this DokuClient is closed: make calls inside 'async with DokuClient(...) as doku:' "
+            "or before 'await doku.aclose()', or create a new client"
+        ),
+        *,
+        request_sent: bool = False,
+        references: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, request_sent=request_sent, references=references)
+
+
 class ResponseDecodeError(DokuError):
     """DOKU's answer could not be decoded (not JSON, or the wrong shape)."""
 
@@ -279,10 +298,20 @@ def error_for(
     raw_body: bytes = b"",
     references: Mapping[str, str] | None = None,
     retry_after: float | None = None,
+    url: str = "",
 ) -> DokuAPIError:
-    """Build the typed error for a non-success answer: the one code-to-error table."""
+    """Build the typed error for a non-success answer: the one code-to-error table.
+
+    A bare 404 (no DOKU code, no message) names ``url``: it is what a wrong ``base_url`` or
+    path family gives, and the path tried is what tells.
+    """
     status, case = split_code(http_status, code)
     text = f"DOKU answered {code or http_status}: {message or 'no message'}"
+    if http_status == 404 and not code and not message and url:
+        text = (
+            f"HTTP 404 from {url}: nothing answers at this path; check base_url "
+            "(DOKU_BASE_URL) and kirim_paths (DOKU_KIRIM_PATHS)"
+        )
     cls: type[DokuAPIError]
     if status == 400:
         cls = BadRequestError

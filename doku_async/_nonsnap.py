@@ -148,6 +148,7 @@ class NonSnapRequester:
             raw_body=raw.body,
             references=refs,
             retry_after=parse_retry_after(raw.headers.get("Retry-After")),
+            url=raw.url,
         )
         error.details = body.errors if body.errors is not None else body.data
         return error

@@ -24,8 +24,10 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import _serde
+from ._constants import MISSING_PRIVATE_KEY
 from ._exceptions import (
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     DokuAPIError,
     DokuConnectionError,
@@ -145,6 +147,7 @@ class _Answer:
             raw_body=b"" if redact_body else self.raw.body,
             references=references,
             retry_after=parse_retry_after(self.raw.headers.get("Retry-After")),
+            url=self.raw.url,
         )
 
 
@@ -207,6 +210,7 @@ class SnapRequester:
             clock=clock,
             sleep=sleep,
             rand=rand,
+            stopped=lambda: transport.closed,
         )
         self.retry = retry
         self.check_service_code = check_status_service_code
@@ -242,6 +246,8 @@ class SnapRequester:
                 )
             ) from None
         except DokuTransportError as exc:
+            if isinstance(exc, ClientClosedError):
+                raise TokenUnavailable(exc.with_references(references)) from None
             kind = DokuTimeoutError if isinstance(exc, DokuTimeoutError) else DokuConnectionError
             raise TokenUnavailable(
                 kind(
@@ -399,7 +405,7 @@ class SnapRequester:
         """
         private_key = self._private_key
         if private_key is None:
-            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+            raise ConfigurationError(MISSING_PRIVATE_KEY)
         deadline = self.budget.deadline()
 
         async def send_once(attempt_no: int) -> _Answer:

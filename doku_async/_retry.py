@@ -121,7 +121,15 @@ class RetryBudget:
     calls): an operation's total deadline, each attempt's timeout within it, and the backoff
     before the next attempt. Time, sleeping and jitter are injected, so tests are exact."""
 
-    __slots__ = ("_attempt_timeout", "_clock", "_rand", "_sleep", "_total_timeout", "policy")
+    __slots__ = (
+        "_attempt_timeout",
+        "_clock",
+        "_rand",
+        "_sleep",
+        "_stopped",
+        "_total_timeout",
+        "policy",
+    )
 
     def __init__(
         self,
@@ -132,8 +140,10 @@ class RetryBudget:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]],
         rand: Callable[[], float] = random.random,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.policy = policy
+        self._stopped = stopped
         self._attempt_timeout = attempt_timeout
         self._total_timeout = total_timeout
         self._clock = clock
@@ -160,8 +170,9 @@ class RetryBudget:
     async def backoff_or_give_up(
         self, attempt: int, max_attempts: int, deadline: float, retry_after: float | None
     ) -> bool:
-        """Sleep before the next attempt; ``False`` when attempts or time are used up."""
-        if attempt >= max_attempts:
+        """Sleep before the next attempt; ``False`` when attempts or time are used up, or the
+        client was closed (nothing is retried on a closed client)."""
+        if attempt >= max_attempts or self._stopped():
             return False
         delay = self.policy.backoff(attempt, retry_after, self._rand)
         if self._clock() + delay >= deadline:

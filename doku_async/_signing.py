@@ -24,19 +24,18 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._exceptions import ConfigurationError
+from ._keys import load_private_key, load_public_key
 
 __all__ = [
     "AesKey",
@@ -132,47 +131,6 @@ class HmacKey:
 
 
 # --- RSA keys and the B2B token signature -------------------------------------------------
-
-
-def load_private_key(key: str | bytes | os.PathLike[str]) -> rsa.RSAPrivateKey:
-    """Parse an RSA private key from PEM text, PEM/DER bytes or a file path (once).
-
-    Raises:
-        ConfigurationError: the key cannot be read or is not an RSA private key. The message
-            never contains key material.
-    """
-    if isinstance(key, os.PathLike) or (isinstance(key, str) and "-----BEGIN" not in key):
-        try:
-            data = Path(key).read_bytes()
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not a usable path"
-            raise ConfigurationError(f"private_key: cannot read key file ({reason})") from None
-    else:
-        data = key.encode() if isinstance(key, str) else key
-    try:
-        if b"-----BEGIN" in data:
-            loaded = serialization.load_pem_private_key(data, password=None)
-        else:
-            loaded = serialization.load_der_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ConfigurationError(
-            "private_key: not a readable unencrypted RSA private key"
-        ) from None
-    if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise ConfigurationError("private_key: the key is not an RSA key")
-    return loaded
-
-
-def load_public_key(key: str | bytes) -> rsa.RSAPublicKey:
-    """Parse an RSA public key from PEM text or bytes."""
-    data = key.encode() if isinstance(key, str) else key
-    try:
-        loaded = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ConfigurationError("public_key: not a readable RSA public key") from None
-    if not isinstance(loaded, rsa.RSAPublicKey):
-        raise ConfigurationError("public_key: the key is not an RSA key")
-    return loaded
 
 
 def _rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:

@@ -5,28 +5,41 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from . import _constants as C
-from ._exceptions import DokuConnectionError, DokuTimeoutError
+from ._exceptions import ClientClosedError, DokuConnectionError, DokuTimeoutError
 from ._version import __version__
 
 __all__ = ["RawResponse", "Transport"]
 
 
+def _where(url: str) -> str:
+    """``host (URL)`` for messages: the URL has no query and carries no secret."""
+    return f"{urlsplit(url).netloc} ({url})"
+
+
 class RawResponse:
     """Status, headers and bytes of one HTTP answer."""
 
-    __slots__ = ("body", "elapsed", "headers", "status")
+    __slots__ = ("body", "elapsed", "headers", "status", "url")
 
     def __init__(
-        self, status: int, headers: Mapping[str, str], body: bytes, elapsed: float
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        elapsed: float,
+        url: str = "",
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.elapsed = elapsed
+        self.url = url
+        """The URL that answered (for messages: a wrong ``base_url`` shows in a 404)."""
 
     def __repr__(self) -> str:
         return f"RawResponse(status={self.status}, bytes={len(self.body)})"
@@ -61,6 +74,14 @@ class Transport:
         """Whether :meth:`aclose` ran."""
         return self._closed
 
+    @property
+    def left_open(self) -> bool:
+        """Whether this transport opened its own session and it was never closed."""
+        session = self._session
+        return (
+            self._owns_session and session is not None and not session.closed and not self._closed
+        )
+
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None:
@@ -83,10 +104,13 @@ class Transport:
         not reach the server (connection refused, DNS failure, connect timeout).
         """
         if self._closed:
-            raise DokuConnectionError("the client is closed", request_sent=False)
+            raise ClientClosedError()
         session = self._get_session()
         if session.closed:
-            raise DokuConnectionError("the aiohttp session is closed", request_sent=False)
+            raise ClientClosedError(
+                "the aiohttp session lent to this DokuClient is closed: keep it open while the "
+                "client is used"
+            )
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             total = max(timeout, 0.001)
@@ -101,21 +125,25 @@ class Transport:
                 url, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
             ) as resp:
                 data = await resp.read()
-                return RawResponse(resp.status, resp.headers, data, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                return RawResponse(resp.status, resp.headers, data, elapsed, url)
         except aiohttp.ConnectionTimeoutError:
-            raise DokuTimeoutError("timed out connecting to DOKU", request_sent=False) from None
+            raise DokuTimeoutError(
+                f"timed out connecting to {_where(url)}", request_sent=False
+            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise DokuTimeoutError(
-                f"no answer from DOKU within {timeout:.3g}s", request_sent=True
+                f"no answer from {_where(url)} within {timeout:.3g}s", request_sent=True
             ) from None
         except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
             raise DokuConnectionError(
-                f"cannot connect to DOKU: {exc.os_error.strerror or type(exc.os_error).__name__}",
+                f"cannot connect to {_where(url)}: {reason} (check base_url / DOKU_BASE_URL)",
                 request_sent=False,
             ) from None
         except aiohttp.ClientError as exc:
             raise DokuConnectionError(
-                f"connection to DOKU failed: {type(exc).__name__}", request_sent=True
+                f"connection to {_where(url)} failed: {type(exc).__name__}", request_sent=True
             ) from None
 
     async def aclose(self) -> None:

@@ -41,7 +41,7 @@ class NonSnapError(msgspec.Struct, kw_only=True):
     error: dict[str, Any] | None = None
 
     def describe(self) -> str:
-        """A one-line message from whichever fields are present."""
+        """A one-line message from whichever fields are present (``""`` when none is)."""
         parts: list[str] = []
         if self.error:
             parts.append(str(self.error.get("message") or self.error.get("code") or ""))
@@ -49,4 +49,4 @@ class NonSnapError(msgspec.Struct, kw_only=True):
             parts.append(self.message)
         if self.errors:
             parts.append("; ".join(str(e) for e in self.errors[:5]))
-        return " - ".join(p for p in parts if p) or "no message"
+        return " - ".join(p for p in parts if p)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from .. import _serde
 from .. import _validation as v
 from .._banks import BankCodes
-from .._constants import DEFAULT_CURRENCY
+from .._constants import DEFAULT_CURRENCY, MISSING_PRIVATE_KEY
 from .._exceptions import ConfigurationError
 from .._pipeline import KirimOperations, SnapRequester
 from .._settlement import MoneyRule
@@ -104,7 +104,7 @@ class Kirim:
     @property
     def _requester(self) -> SnapRequester:
         if self._requester_or_none is None:
-            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+            raise ConfigurationError(MISSING_PRIVATE_KEY)
         return self._requester_or_none
 
     async def account_inquiry(
@@ -319,7 +319,7 @@ class Kirim:
         the bulk runner that build requests themselves). ``external_id`` must be digits (at
         most 36); ``confirm`` defaults to the client's ``confirm_transfers``."""
         if self._money_rule is None:
-            raise ConfigurationError("private_key: Kirim DOKU calls need your RSA private key")
+            raise ConfigurationError(MISSING_PRIVATE_KEY)
         return await self._money_rule.transfer(
             self._ops.transfer_bank,
             self._ops.check_status,

@@ -53,6 +53,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 f"  export DOKU_CLIENT_ID={creds.client_id}\n"
                 f"  export DOKU_CLIENT_SECRET={creds.client_secret}\n"
                 f"  export DOKU_PRIVATE_KEY_PATH={key_path}\n"
+                f"  export DOKU_AGENT_KEY={creds.agent_key}\n"
                 f"  agent key (balance inquiry accountNo): {creds.agent_key}\n"
                 f"  notification encryption key: {creds.encryption_key}\n"
                 "Ctrl-C stops it (the key file is removed).\n"

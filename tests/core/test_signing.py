@@ -636,7 +636,7 @@ def test_load_private_key_rejects_encrypted_pem(keypair: tuple[bytes, bytes]) ->
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"passphrase"),
     )
-    with pytest.raises(ConfigurationError, match="unencrypted") as info:
+    with pytest.raises(ConfigurationError, match="encrypted; give its passphrase") as info:
         load_private_key(encrypted)
     _assert_no_key_material(str(info.value), encrypted)
 

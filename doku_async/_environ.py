@@ -1,0 +1,102 @@
+"""Settings from ``DOKU_*`` environment variables, with errors and warnings that name them.
+
+:meth:`DokuClient.from_env` reads the variables below. A set ``DOKU_*`` variable that the SDK
+does not read but that looks like a typo of one it does (``DOKU_PRIVATE_KEY_FILE`` for
+``DOKU_PRIVATE_KEY_PATH``) gives a :class:`ConfigurationWarning`, so a misspelt setting is not
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["CLIENT_VARIABLES", "ConfigurationWarning", "client_settings_from_env"]
+
+#: ``DokuClient`` keyword argument of each optional variable ``from_env`` reads.
+_OPTIONAL: Final = {
+    "DOKU_ENVIRONMENT": "environment",
+    "DOKU_BASE_URL": "base_url",
+    "DOKU_KIRIM_PATHS": "kirim_paths",
+    "DOKU_CHANNEL_ID": "channel_id",
+    "DOKU_CHECK_STATUS_SERVICE_CODE": "check_status_service_code",
+    "DOKU_PRIVATE_KEY_PASSPHRASE": "private_key_passphrase",
+}
+#: Every variable ``DokuClient.from_env`` reads.
+CLIENT_VARIABLES: Final = (
+    "DOKU_CLIENT_ID",
+    "DOKU_CLIENT_SECRET",
+    "DOKU_PRIVATE_KEY",
+    "DOKU_PRIVATE_KEY_PATH",
+    *_OPTIONAL,
+)
+#: Variables other parts of doku_async read (the command line, the webhook receiver).
+_OTHER_VARIABLES: Final = (
+    "DOKU_CUSTOMER_NUMBER",
+    "DOKU_AGENT_KEY",
+    "DOKU_ENCRYPTION_KEYS",
+    "DOKU_ENCRYPTION_KEY",
+)
+_READS: Final = (
+    "DokuClient.from_env() reads DOKU_CLIENT_ID, DOKU_CLIENT_SECRET, and for Kirim DOKU "
+    "DOKU_PRIVATE_KEY (PEM text) or DOKU_PRIVATE_KEY_PATH (a file), with "
+    "DOKU_PRIVATE_KEY_PASSPHRASE for an encrypted key; optionally "
+    + ", ".join(name for name in _OPTIONAL if name != "DOKU_PRIVATE_KEY_PASSPHRASE")
+)
+
+
+class ConfigurationWarning(UserWarning):
+    """A setting that is probably not what was meant (a misspelt ``DOKU_*`` variable)."""
+
+
+def client_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``DokuClient`` keyword arguments from ``env`` (warns about likely typos first).
+
+    Raises:
+        ConfigurationError: a required variable is missing, or both key variables are set.
+    """
+    warn_about_typos(env)
+    settings: dict[str, Any] = {}
+    for name in ("DOKU_CLIENT_ID", "DOKU_CLIENT_SECRET"):
+        if env.get(name):
+            settings[name.removeprefix("DOKU_").lower()] = env[name]
+    pem, path = env.get("DOKU_PRIVATE_KEY"), env.get("DOKU_PRIVATE_KEY_PATH")
+    if pem and path:
+        raise ConfigurationError(
+            "DOKU_PRIVATE_KEY and DOKU_PRIVATE_KEY_PATH are both set: set only one "
+            "(the PEM text, or the path to the file)"
+        )
+    if pem or path:
+        settings["private_key"] = pem or path
+    for name, argument in _OPTIONAL.items():
+        if env.get(name):
+            settings[argument] = env[name]
+    return settings
+
+
+def missing(name: str) -> ConfigurationError:
+    """The error for a required variable that is not set."""
+    return ConfigurationError(f"{name} is not set ({_READS})")
+
+
+def warn_about_typos(env: Mapping[str, str], *, stacklevel: int = 4) -> None:
+    """Warn about each set ``DOKU_*`` variable that looks like a misspelt one we read."""
+    known = (*CLIENT_VARIABLES, *_OTHER_VARIABLES)
+    for name in sorted(env):
+        if not name.startswith("DOKU_") or name in known or name.startswith("DOKU_TEST_"):
+            continue
+        if name.endswith("_FILE") and name.removesuffix("_FILE") + "_PATH" in known:
+            close = [name.removesuffix("_FILE") + "_PATH"]  # the Docker-secrets convention
+        else:
+            close = difflib.get_close_matches(name, known, n=2, cutoff=0.8)
+        if close:
+            warnings.warn(
+                f"{name} is set but doku_async does not read it; did you mean "
+                f"{' or '.join(close)}?",
+                ConfigurationWarning,
+                stacklevel=stacklevel,
+            )
