@@ -338,7 +338,7 @@ async def _serve_webhook(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     async def reset(_: web.Request) -> web.Response:
         cfg = sub[WEBHOOK_CONFIG]
         counters["bare"] = 0
-        cfg.processed = cfg.duplicates = cfg.rejected = 0
+        cfg.stats.processed = cfg.stats.duplicates = cfg.stats.rejected = 0
         started[0] = time.process_time()
         return web.json_response({})
 

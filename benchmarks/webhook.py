@@ -62,7 +62,9 @@ def notifications(port: int, path: str, start: int, n: int) -> list[bytes]:
             separators=(",", ":"),
         ).encode()
         headers = sign_kirim_notification(
-            agent_key=AGENT_KEY, encryption_key=ENCRYPTION_KEY, request_id=f"req-{i:012d}"
+            agent_key=AGENT_KEY,
+            encryption_key=ENCRYPTION_KEY,
+            request_id=f"00000000-0000-4000-8000-{i:012x}",
         )
         head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
