@@ -11,7 +11,7 @@ Quick start::
 
 from ._banks import BankCodes
 from ._client import DokuClient
-from ._config import KirimPaths, Timeouts
+from ._config import Clocks, KirimPaths, Timeouts
 from ._environ import ConfigurationWarning
 from ._exceptions import (
     AuthenticationError,
@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._names import NameCheck, NameCheckMode, names_match
 from ._retry import RetryPolicy
+from ._settings import ClientSettings
 from ._states import PayoutState
 from ._version import __version__
 from .models import (
@@ -63,6 +64,8 @@ __all__ = [
     "BusinessRejectionError",
     "CheckStatusResponse",
     "ClientClosedError",
+    "ClientSettings",
+    "Clocks",
     "ConfigurationError",
     "ConfigurationWarning",
     "DokuAPIError",

@@ -5,29 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self, Unpack
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from . import _constants as C
 from ._banks import BankCodes
-from ._config import Clocks, KirimPaths, Timeouts
+from ._config import Clocks
 from ._environ import client_settings_from_env
 from ._environ import missing as missing_variable
 from ._exceptions import ConfigurationError
-from ._nonsnap import (
-    RESPONSE_SIGNATURE_MODES,
-    NonSnapOperation,
-    NonSnapOperations,
-    NonSnapRequester,
-    ResponseSignatureMode,
-)
+from ._nonsnap import NonSnapOperation, NonSnapOperations, NonSnapRequester
 from ._pipeline import KirimOperations, SnapOperation, SnapRequester
-from ._retry import RetryPolicy
-from ._signing import HmacKey, NonSnapAlgorithm, TimestampFormat, load_private_key
+from ._settings import ClientOptions, ClientSettings
+from ._signing import HmacKey, TimestampFormat, load_private_key
 from ._transport import Transport
 from .resources.kirim import Kirim, KirimSettings
 from .resources.payout_links import PayoutLinks
@@ -37,14 +31,6 @@ from .resources.transfers import Transfers
 __all__ = ["DokuClient"]
 
 log = logging.getLogger("doku_async")
-
-Environment = Literal["sandbox", "production"]
-
-
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise ConfigurationError(f"{name}: must be positive")
-    return value
 
 
 class DokuClient:
@@ -85,12 +71,13 @@ class DokuClient:
         token_refresh_margin: refresh the token this many seconds before it expires. For the
             first half of the margin calls keep using the current token while one refresh runs
             in the background; after that they wait for the new one.
-        session: an ``aiohttp.ClientSession`` to borrow; it is not closed by :meth:`aclose`.
         pool_size: connection pool size of the session the client creates.
-        clock: monotonic clock (tests); ``time.monotonic`` by default.
-        sleep: async sleep (tests); ``asyncio.sleep`` by default.
-        rand: ``[0, 1)`` source for backoff jitter (tests); ``random.random`` by default.
-        wall_clock: epoch clock for timestamps (tests); ``time.time`` by default.
+        settings: all of the options above in one :class:`ClientSettings`, built once and
+            shared (instead of passing them as keywords; passing both is an error).
+        session: an ``aiohttp.ClientSession`` to borrow; it is not closed by :meth:`aclose`.
+        clocks: time, sleeping and jitter in one :class:`Clocks` bundle (tests);
+            ``time.monotonic``, ``asyncio.sleep``, ``random.random`` and ``time.time`` by
+            default.
     """
 
     def __init__(
@@ -100,83 +87,53 @@ class DokuClient:
         private_key: str | bytes | os.PathLike[str] | None = None,
         *,
         private_key_passphrase: str | bytes | None = None,
-        environment: Environment = "sandbox",
-        base_url: str | None = None,
-        kirim_paths: str | KirimPaths = "/v1.0",
-        channel_id: str = C.DEFAULT_CHANNEL_ID,
-        token_timestamp_format: TimestampFormat = "utc",
-        request_timestamp_format: TimestampFormat = "jakarta",
-        timeouts: Timeouts | None = None,
-        retry: RetryPolicy | None = None,
-        check_status_service_code: str = C.SERVICE_TRANSFER_BANK,
-        payout_link_signature: NonSnapAlgorithm = "sha256",
-        response_signatures: ResponseSignatureMode = "money_required",
-        confirm_transfers: bool = True,
-        bank_codes: BankCodes | None = None,
-        token_refresh_margin: float = C.DEFAULT_TOKEN_REFRESH_MARGIN,
+        settings: ClientSettings | None = None,
         session: aiohttp.ClientSession | None = None,
-        pool_size: int = C.DEFAULT_POOL_SIZE,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-        rand: Callable[[], float] | None = None,
-        wall_clock: Callable[[], float] | None = None,
+        clocks: Clocks | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        given_base_url = base_url
-        base_url = _check_options(
-            client_id,
-            client_secret,
-            environment=environment,
-            base_url=base_url,
-            channel_id=channel_id,
-            timestamp_formats=(token_timestamp_format, request_timestamp_format),
-            payout_link_signature=payout_link_signature,
-            response_signatures=response_signatures,
-            check_status_service_code=check_status_service_code,
-        )
-        self.environment: str = environment if given_base_url is None else "custom"
-        """``"sandbox"``, ``"production"`` or ``"custom"`` (a ``base_url`` was given)."""
-        parts = urlsplit(base_url)
+        if settings is None:
+            _check_option_names(options)
+            settings = ClientSettings(**options)
+        elif options:
+            raise ConfigurationError(
+                f"pass either settings= or options ({', '.join(sorted(options))}), not both"
+            )
+        elif not isinstance(settings, ClientSettings):
+            raise ConfigurationError("settings: must be a ClientSettings")
+        _check_credentials(client_id, client_secret)
+        self.settings = settings
+        """The client's options, checked and frozen (:class:`ClientSettings`)."""
+        standard = C.BASE_URLS.get(settings.environment, "").rstrip("/")
+        self.environment: str = settings.environment if settings.url == standard else "custom"
+        """``"sandbox"``, ``"production"`` or ``"custom"`` (another ``base_url`` was given)."""
         self.client_id = client_id
-        self.base_url = base_url.rstrip("/")
-        self._prefix = parts.path.rstrip("/")
-        self.kirim_paths = (
-            kirim_paths if isinstance(kirim_paths, KirimPaths) else KirimPaths.family(kirim_paths)
-        )
-        self.channel_id = channel_id
-        self.token_timestamp_format: TimestampFormat = token_timestamp_format
-        self.request_timestamp_format: TimestampFormat = request_timestamp_format
-        self.timeouts = timeouts or Timeouts()
-        self.retry = retry or RetryPolicy()
-        self.confirm_transfers = bool(confirm_transfers)
-        if bank_codes is not None and not isinstance(bank_codes, BankCodes):
-            raise ConfigurationError("bank_codes: must be a BankCodes, e.g. BankCodes.default()")
-        self.bank_codes: BankCodes = BankCodes.default() if bank_codes is None else bank_codes
+        self.base_url = settings.url
+        self._prefix = urlsplit(self.base_url).path.rstrip("/")
+        self.kirim_paths = settings.paths
+        self.channel_id = settings.channel_id
+        self.token_timestamp_format: TimestampFormat = settings.token_timestamp_format
+        self.request_timestamp_format: TimestampFormat = settings.request_timestamp_format
+        self.timeouts = settings.timeouts
+        self.retry = settings.retry
+        self.confirm_transfers = settings.confirm_transfers
+        self.bank_codes: BankCodes = settings.banks
         """The bank-code table: validation and ``bank_codes.name_of(code)`` for display."""
-        self.check_status_service_code = check_status_service_code
+        self.check_status_service_code = settings.check_status_service_code
         self._secret = HmacKey(client_secret, "sha512")
         self._private_key = (
             None if private_key is None else load_private_key(private_key, private_key_passphrase)
         )
-        defaults = Clocks()
-        self.clocks = Clocks(
-            monotonic=clock or defaults.monotonic,
-            sleep=sleep or defaults.sleep,
-            rand=rand or defaults.rand,
-            wall=wall_clock or defaults.wall,
-        )
+        self.clocks = clocks or Clocks()
         """Time, sleeping and jitter this client uses (injected in tests)."""
         self._transport = Transport(
             session=session,
             connect_timeout=self.timeouts.connect,
-            pool_size=pool_size,
+            pool_size=settings.pool_size,
             attempt_timeout=self.timeouts.attempt,
         )
-        self._requester, self._kirim_ops = self._build_kirim(
-            token_timestamp_format, request_timestamp_format, token_refresh_margin
-        )
-        self._non_snap_requester, self._non_snap_ops = self._build_non_snap(
-            client_secret, payout_link_signature, response_signatures
-        )
+        self._requester, self._kirim_ops = self._build_kirim()
+        self._non_snap_requester, self._non_snap_ops = self._build_non_snap(client_secret)
         non_snap = (self._non_snap_requester, self._non_snap_ops)
         self.payout_links = PayoutLinks(*non_snap)
         """Payout Link (Non-SNAP)."""
@@ -197,12 +154,7 @@ class DokuClient:
 
     # --- construction helpers ------------------------------------------------------------
 
-    def _build_kirim(
-        self,
-        token_timestamp_format: TimestampFormat,
-        request_timestamp_format: TimestampFormat,
-        token_refresh_margin: float,
-    ) -> tuple[SnapRequester, KirimOperations]:
+    def _build_kirim(self) -> tuple[SnapRequester, KirimOperations]:
         """The SNAP requester and the Kirim DOKU endpoints of this client's path family."""
         paths = self.kirim_paths
         ops = KirimOperations(
@@ -225,11 +177,11 @@ class DokuClient:
             client_id=self.client_id,
             private_key=self._private_key,
             token_op=self._operation("token", C.TOKEN_PATH, C.SERVICE_TOKEN),
-            token_timestamp_format=token_timestamp_format,
-            token_refresh_margin=_positive("token_refresh_margin", token_refresh_margin),
+            token_timestamp_format=self.settings.token_timestamp_format,
+            token_refresh_margin=self.settings.token_refresh_margin,
             secret_key=self._secret,
             channel_id=self.channel_id,
-            timestamp_format=request_timestamp_format,
+            timestamp_format=self.settings.request_timestamp_format,
             attempt_timeout=self.timeouts.attempt,
             total_timeout=self.timeouts.total,
             retry=self.retry,
@@ -241,15 +193,11 @@ class DokuClient:
         )
         return requester, ops
 
-    def _build_non_snap(
-        self,
-        client_secret: str,
-        payout_link_signature: NonSnapAlgorithm,
-        response_signatures: ResponseSignatureMode,
-    ) -> tuple[NonSnapRequester, NonSnapOperations]:
+    def _build_non_snap(self, client_secret: str) -> tuple[NonSnapRequester, NonSnapOperations]:
         """The Non-SNAP requester (sharing the SNAP requester's retry budget) and endpoints."""
         sha256 = HmacKey(client_secret, "sha256")
-        link_key = sha256 if payout_link_signature == "sha256" else HmacKey(client_secret, "sha512")
+        sha512 = self.settings.payout_link_signature == "sha512"
+        link_key = HmacKey(client_secret, "sha512") if sha512 else sha256
         ops = NonSnapOperations(
             payout_link_initiate=self._non_snap_operation(
                 "payout_link_initiate", C.PAYOUT_LINK_INITIATE_PATH, link_key, True
@@ -264,7 +212,7 @@ class DokuClient:
             transport=self._transport,
             budget=self._requester.budget,
             client_id=self.client_id,
-            response_signatures=response_signatures,
+            response_signatures=self.settings.response_signatures,
             max_attempts=self.retry.max_attempts,
             wall_clock=self.clocks.wall,
         )
@@ -359,44 +307,28 @@ class DokuClient:
         return self._requester.rate_limit_listeners
 
 
-def _check_options(
-    client_id: object,
-    client_secret: object,
-    *,
-    environment: str,
-    base_url: str | None,
-    channel_id: str,
-    timestamp_formats: tuple[str, str],
-    payout_link_signature: str,
-    response_signatures: str,
-    check_status_service_code: str,
-) -> str:
-    """Check the client's settings before anything is built; returns the base URL."""
+_CLOCK_NAMES = {"clock": "monotonic", "sleep": "sleep", "rand": "rand", "wall_clock": "wall"}
+
+
+def _check_option_names(options: Mapping[str, object]) -> None:
+    """Refuse an unknown keyword by name (a clock gets told where clocks go now)."""
+    known = ClientSettings.__dataclass_fields__
+    for name in options:
+        if name in _CLOCK_NAMES:
+            raise TypeError(
+                f"DokuClient() got an unexpected keyword argument {name!r}: pass "
+                f"clocks=Clocks({_CLOCK_NAMES[name]}=...)"
+            )
+        if name not in known:
+            raise TypeError(f"DokuClient() got an unexpected keyword argument {name!r}")
+
+
+def _check_credentials(client_id: object, client_secret: object) -> None:
+    """Check the credentials before anything is built (the options are checked by
+    :class:`ClientSettings`)."""
     if not isinstance(client_id, str) or not client_id.strip():
         raise ConfigurationError("client_id: must be a non-empty string")
     if not isinstance(client_secret, str) or not client_secret:
         raise ConfigurationError("client_secret: must be a non-empty string")
-    if base_url is None:
-        if environment not in C.BASE_URLS:
-            raise ConfigurationError("environment: must be 'sandbox' or 'production'")
-        base_url = C.BASE_URLS[environment]
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-        raise ConfigurationError("base_url: must be an http(s) URL without a query")
-    for name, fmt in zip(
-        ("token_timestamp_format", "request_timestamp_format"), timestamp_formats, strict=True
-    ):
-        if fmt not in ("utc", "jakarta"):
-            raise ConfigurationError(f"{name}: must be 'utc' or 'jakarta'")
-    if payout_link_signature not in ("sha256", "sha512"):
-        raise ConfigurationError("payout_link_signature: must be 'sha256' or 'sha512'")
-    if response_signatures not in RESPONSE_SIGNATURE_MODES:
-        raise ConfigurationError(
-            f"response_signatures: must be one of {', '.join(RESPONSE_SIGNATURE_MODES)}"
-        )
-    for name, value in (("client_id", client_id), ("channel_id", channel_id)):
-        if not value or not all("!" <= c <= "~" for c in value):
-            raise ConfigurationError(f"{name}: must be visible ASCII characters, no spaces")
-    if not (len(check_status_service_code) == 2 and check_status_service_code.isdigit()):
-        raise ConfigurationError("check_status_service_code: must be two digits")
-    return base_url
+    if not all("!" <= c <= "~" for c in client_id):
+        raise ConfigurationError("client_id: must be visible ASCII characters, no spaces")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 
 from . import _serde
 from ._exceptions import (
@@ -31,6 +31,7 @@ from ._exceptions import (
     error_for,
 )
 from ._retry import RetryBudget, parse_retry_after
+from ._settings import ResponseSignatureMode
 from ._signing import HmacKey, format_timestamp, non_snap_signature, verify_non_snap_signature
 from ._transport import RawResponse, Transport
 from .models._nonsnap import NonSnapError, NonSnapResponse
@@ -39,18 +40,11 @@ __all__ = [
     "NonSnapOperation",
     "NonSnapOperations",
     "NonSnapRequester",
-    "ResponseSignatureMode",
 ]
 
 log = logging.getLogger("doku_async")
 
 N = TypeVar("N", bound=NonSnapResponse)
-
-ResponseSignatureMode = Literal["money_required", "required", "if_present", "off"]
-"""How Non-SNAP answers are verified: ``"money_required"`` (the default: the answer to a
-money-moving call must be signed, a status read is verified when signed), ``"required"``
-(every answer must be signed), ``"if_present"`` (verify when signed), ``"off"``."""
-RESPONSE_SIGNATURE_MODES: tuple[str, ...] = ("money_required", "required", "if_present", "off")
 
 
 @dataclass(frozen=True, slots=True)

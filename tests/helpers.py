@@ -15,7 +15,7 @@ from typing import Any
 
 from fakedoku import RecordedCall
 
-from doku_async import DokuClient, RetryPolicy, Timeouts
+from doku_async import Clocks, DokuClient, RetryPolicy, Timeouts
 from doku_async.testing import DokuSimulator
 
 CLIENT_ID = "BRN-0001-1700000000001"
@@ -63,7 +63,7 @@ def client_with(
         "base_url": url,
         "timeouts": FAST_TIMEOUTS,
         "retry": RetryPolicy(jitter=False),
-        "sleep": no_sleep,
+        "clocks": Clocks(sleep=no_sleep),
     }
     options.update(overrides)
     return DokuClient(CLIENT_ID, secret, private_pem, **options)
@@ -77,7 +77,7 @@ def make_client(url: str, keypair: tuple[bytes, bytes], **overrides: Any) -> Dok
 def client_for(sim: DokuSimulator, **overrides: Any) -> DokuClient:
     """``sim.client()`` with instant retries, no jitter and fast timeouts (``overrides`` win)."""
     options: dict[str, Any] = {
-        "sleep": no_sleep,
+        "clocks": Clocks(sleep=no_sleep),
         "retry": RetryPolicy(jitter=False),
         "timeouts": FAST_TIMEOUTS,
     }

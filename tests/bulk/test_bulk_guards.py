@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import no_sleep
 
-from doku_async import BankCodes, RetryPolicy
+from doku_async import BankCodes, Clocks, RetryPolicy
 from doku_async.bulk import BulkRunner, ItemResult, Journal, PayoutItem, payout_item
 from doku_async.testing import DokuSimulator, SimulatorCredentials
 
@@ -29,7 +29,7 @@ async def run(
     results: list[ItemResult] = []
     async with (
         asyncio.timeout(20),
-        sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku,
+        sim.client(retry=RetryPolicy(jitter=False), clocks=Clocks(sleep=no_sleep)) as doku,
     ):
         runner = BulkRunner(
             doku,
@@ -127,7 +127,7 @@ async def test_a_code_added_to_the_clients_table_is_accepted(
         results: list[ItemResult] = []
         async with (
             asyncio.timeout(20),
-            sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku,
+            sim.client(retry=RetryPolicy(jitter=False), clocks=Clocks(sleep=no_sleep)) as doku,
         ):
             assert doku.bank_codes.name_of("999") == "Test bank"
             await BulkRunner(doku, customer_number=CUSTOMER).run(

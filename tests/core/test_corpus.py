@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import AGENT_KEY, CLIENT_ID, CLIENT_SECRET, make_client
 
-from doku_async import DokuAPIError, DokuClient, DokuError, TransferOutcomeUnknownError
+from doku_async import Clocks, DokuAPIError, DokuClient, DokuError, TransferOutcomeUnknownError
 from doku_async.webhooks import (
     Notification,
     create_webhook_app,
@@ -317,7 +317,7 @@ async def check_token(sample: Sample, keypair: KeyPair) -> None:
     """Serve the token answer; a Kirim call must authenticate with it (or fail typed)."""
     now = [1000.0]
     answers = snap_answers("token", sample)
-    async with serving(answers, keypair, clock=lambda: now[0]) as client:
+    async with serving(answers, keypair, clocks=Clocks(monotonic=lambda: now[0])) as client:
         call = client.kirim.balance_inquiry(account_no=AGENT_KEY)
         expect = sample["expect"]
         if is_error(sample):

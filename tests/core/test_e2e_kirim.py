@@ -32,6 +32,7 @@ from helpers import (
 from doku_async import (
     AuthenticationError,
     BadRequestError,
+    Clocks,
     ConfigurationError,
     DokuClient,
     DokuConnectionError,
@@ -387,7 +388,7 @@ async def test_read_retries_5xx_with_fresh_external_ids(keypair: tuple[bytes, by
     fake = new_fake(keypair)
     sleeps = SleepRecorder()
     fake.inject("balance_inquiry", "http", times=2, http_status=500)
-    async with running(fake, keypair, sleep=sleeps) as client:
+    async with running(fake, keypair, clocks=Clocks(sleep=sleeps)) as client:
         answer = await client.kirim.balance_inquiry(account_no=AGENT_KEY)
     assert answer.response_code == "2001100"
     calls = fake.calls_for("balance_inquiry")
@@ -407,7 +408,7 @@ async def test_read_honours_retry_after(keypair: tuple[bytes, bytes]) -> None:
     fake.inject(
         "balance_inquiry", "http", http_status=429, response_code="4291100", retry_after="1"
     )
-    async with running(fake, keypair, sleep=sleeps) as client:
+    async with running(fake, keypair, clocks=Clocks(sleep=sleeps)) as client:
         answer = await client.kirim.balance_inquiry(account_no=AGENT_KEY)
     assert answer.response_code == "2001100"
     assert sleeps.calls == [1.0]
@@ -418,7 +419,7 @@ async def test_read_400_is_final(keypair: tuple[bytes, bytes]) -> None:
     fake = new_fake(keypair)
     sleeps = SleepRecorder()
     fake.inject("balance_inquiry", "http", http_status=400, response_code="4001102")
-    async with running(fake, keypair, sleep=sleeps) as client:
+    async with running(fake, keypair, clocks=Clocks(sleep=sleeps)) as client:
         with pytest.raises(BadRequestError) as info:
             await client.kirim.balance_inquiry(account_no=AGENT_KEY)
     err = info.value

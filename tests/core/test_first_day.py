@@ -24,6 +24,7 @@ from helpers import SleepRecorder
 from doku_async import (
     BusinessRejectionError,
     ClientClosedError,
+    Clocks,
     ConfigurationError,
     ConfigurationWarning,
     DokuClient,
@@ -210,7 +211,7 @@ def _closed_port() -> int:
 async def test_connection_refused_names_host_and_url(sim: DokuSimulator) -> None:
     port = _closed_port()
     url = f"http://127.0.0.1:{port}"
-    async with sim.client(base_url=url, sleep=SleepRecorder()) as doku:
+    async with sim.client(base_url=url, clocks=Clocks(sleep=SleepRecorder())) as doku:
         with pytest.raises(DokuConnectionError) as info:
             await doku.kirim.balance_inquiry(account_no=sim.credentials.agent_key)
     message = str(info.value)
@@ -233,7 +234,7 @@ async def test_404_from_a_wrong_base_url_says_the_path(sim: DokuSimulator) -> No
 
 async def test_a_call_on_a_closed_client_fails_at_once(sim: DokuSimulator) -> None:
     sleeps = SleepRecorder()
-    doku = sim.client(sleep=sleeps)
+    doku = sim.client(clocks=Clocks(sleep=sleeps))
     async with doku:
         await doku.kirim.balance_inquiry(account_no=sim.credentials.agent_key)
     sent = len(sim.requests)

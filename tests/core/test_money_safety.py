@@ -22,6 +22,7 @@ from helpers import CLIENT_ID, CLIENT_SECRET, SleepRecorder, header, make_client
 
 from doku_async import (
     BadRequestError,
+    Clocks,
     DokuClient,
     DokuConnectionError,
     DokuError,
@@ -261,7 +262,10 @@ async def test_deadline_before_resend_is_outcome_unknown(keypair: tuple[bytes, b
 
     outcome: BaseException | None = None
     async with running(
-        fake, keypair, timeouts=Timeouts(connect=1, attempt=0.3, total=10), clock=clock
+        fake,
+        keypair,
+        timeouts=Timeouts(connect=1, attempt=0.3, total=10),
+        clocks=Clocks(monotonic=clock),
     ) as client:
         try:
             await pay(client, "deadline-1")
@@ -374,7 +378,7 @@ async def test_rate_limited_transfer_resent_with_same_references(
     fake = new_fake(keypair)
     sleeps = SleepRecorder()
     fake.inject("transfer_bank", "http", times=2, http_status=429, response_code="4294300")
-    async with running(fake, keypair, sleep=sleeps) as client:
+    async with running(fake, keypair, clocks=Clocks(sleep=sleeps)) as client:
         result = await pay(client, "limited-1")
     assert result.status == "accepted"  # 2004300, confirmation off here
     assert result.resent is False
@@ -394,7 +398,9 @@ async def test_connection_refused_before_anything(keypair: tuple[bytes, bytes]) 
         port = sock.getsockname()[1]
     sleeps = SleepRecorder()
     async with asyncio.timeout(20):
-        async with make_client(f"http://127.0.0.1:{port}", keypair, sleep=sleeps) as client:
+        async with make_client(
+            f"http://127.0.0.1:{port}", keypair, clocks=Clocks(sleep=sleeps)
+        ) as client:
             with pytest.raises(DokuConnectionError) as info:
                 await pay(client, "refused-1")
             fetches = client.token_fetches

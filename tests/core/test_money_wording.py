@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import no_sleep
 
-from doku_async import DokuClient, RetryPolicy, Timeouts, TransactionStatus
+from doku_async import Clocks, DokuClient, RetryPolicy, Timeouts, TransactionStatus
 from doku_async.bulk import BulkRunner, ItemResult, Journal, PayoutItem, payout_item
 from doku_async.testing import DokuSimulator, SimulatorCredentials
 
@@ -25,7 +25,7 @@ async def doku(sim: DokuSimulator) -> AsyncIterator[DokuClient]:
     client = sim.client(
         retry=RetryPolicy(jitter=False),
         timeouts=Timeouts(connect=2.0, attempt=2.0, total=10.0),
-        sleep=no_sleep,
+        clocks=Clocks(sleep=no_sleep),
     )
     async with client:
         yield client
@@ -78,7 +78,9 @@ async def test_finding7_check_status_404xx01_means_not_found_everywhere(
     """DOKU's "Transaction Not Found" error answer (``404xx01``) and ``07`` mean the same."""
     async with DokuSimulator(credentials=creds) as sim:
         sim.inject("check_status", "error", status=404, response_code="4045301")
-        async with sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku:
+        async with sim.client(
+            retry=RetryPolicy(jitter=False), clocks=Clocks(sleep=no_sleep)
+        ) as doku:
             answer = await doku.kirim.check_status(original_partner_reference_no="NEVER-SENT")
     assert answer.transaction_status == TransactionStatus.NOT_FOUND
     assert answer.response_code == "4045301"
@@ -93,7 +95,9 @@ async def test_finding7_resume_pays_an_item_check_status_reports_not_found_by_40
     items = _items(1)
     journal_path = tmp_path / "run.db"
     async with DokuSimulator(credentials=creds) as sim:
-        async with sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep) as doku:
+        async with sim.client(
+            retry=RetryPolicy(jitter=False), clocks=Clocks(sleep=no_sleep)
+        ) as doku:
             # Answered 500 and never committed: sent, so in doubt (a dropped connection can
             # be seen before the request was written, which a busy machine made flaky).
             sim.inject("transfer_bank", "error", status=500, times=50)

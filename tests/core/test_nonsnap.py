@@ -26,6 +26,7 @@ from doku_async import (
     AuthenticationError,
     BadRequestError,
     BusinessRejectionError,
+    Clocks,
     DokuClient,
     DokuError,
     DuplicateRequestError,
@@ -268,8 +269,7 @@ def vector_client(url: str) -> DokuClient:
         response_signatures="required",
         timeouts=Timeouts(connect=2.0, attempt=2.0, total=10.0),
         retry=RetryPolicy(jitter=False),
-        sleep=no_sleep,
-        wall_clock=lambda: VECTOR_EPOCH,
+        clocks=Clocks(sleep=no_sleep, wall=lambda: VECTOR_EPOCH),
     )
 
 
@@ -676,7 +676,10 @@ async def test_rate_limit_honours_retry_after_and_keeps_request_id(keypair: KeyP
     async def record_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    async with asyncio.timeout(20), running(fake, keypair, sleep=record_sleep) as doku:
+    async with (
+        asyncio.timeout(20),
+        running(fake, keypair, clocks=Clocks(sleep=record_sleep)) as doku,
+    ):
         result = await doku.transfers.create(**transfer_args())
     calls = fake.calls_for("transfer")
     assert [call.status for call in calls] == [429, 200]

@@ -13,6 +13,7 @@ import pytest
 from helpers import no_sleep
 
 from doku_async import (
+    Clocks,
     DokuClient,
     PayoutState,
     RetryPolicy,
@@ -31,7 +32,9 @@ async def running(
     async with (
         asyncio.timeout(20),
         DokuSimulator(credentials=creds, notification_delay=0.2) as sim,
-        sim.client(retry=RetryPolicy(jitter=False), sleep=no_sleep, **client) as doku,
+        sim.client(
+            retry=RetryPolicy(jitter=False), clocks=Clocks(sleep=no_sleep), **client
+        ) as doku,
     ):
         yield sim, doku
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from helpers import no_sleep
 
-from doku_async import RetryPolicy, Timeouts
+from doku_async import Clocks, RetryPolicy, Timeouts
 from doku_async.bulk import BulkProgress, ItemResult, Journal, PayoutItem, payout_item
 from doku_async.models.kirim import TransactionStatus
 from doku_async.testing import DokuSimulator
@@ -63,7 +63,7 @@ def client_options(**overrides: Any) -> dict[str, Any]:
     The attempt timeout (0.25 s) is shorter than the hang of every timeout fault (0.4 s).
     """
     options: dict[str, Any] = {
-        "sleep": no_sleep,
+        "clocks": Clocks(sleep=no_sleep),
         "retry": RetryPolicy(jitter=False),
         "timeouts": Timeouts(connect=0.5, attempt=0.25, total=5.0),
     }

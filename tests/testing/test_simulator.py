@@ -32,6 +32,7 @@ from doku_async import (
     AuthenticationError,
     BadRequestError,
     BusinessRejectionError,
+    Clocks,
     DokuClient,
     DuplicateRequestError,
     InsufficientFundsError,
@@ -707,7 +708,9 @@ async def test_token_ttl_expiry_gives_401xx01_then_one_refresh(
     creds: SimulatorCredentials,
 ) -> None:
     # The client's clock never moves, so only the simulator sees the token expire.
-    async with running(creds, token_ttl=1.0, client={"clock": lambda: 1000.0}) as (sim, doku):
+    async with running(
+        creds, token_ttl=1.0, client={"clocks": Clocks(monotonic=lambda: 1000.0)}
+    ) as (sim, doku):
         await balance_of(doku, sim)
         await asyncio.sleep(1.1)
         assert await balance_of(doku, sim) == START_BALANCE
@@ -724,7 +727,9 @@ async def test_short_token_ttl_is_refreshed_ahead_by_the_client(
 ) -> None:
     now = [1000.0]
     async with running(
-        creds, token_ttl=2.0, client={"token_refresh_margin": 0.5, "clock": lambda: now[0]}
+        creds,
+        token_ttl=2.0,
+        client={"token_refresh_margin": 0.5, "clocks": Clocks(monotonic=lambda: now[0])},
     ) as (sim, doku):
         await balance_of(doku, sim)
         # Past the refresh point (2.0 - 0.5), in the margin's first half: the call goes out
@@ -1097,7 +1102,7 @@ async def test_error_on_payout_link_status_is_retried(creds: SimulatorCredential
 
 async def test_rate_limit_retry_after_is_honoured_on_reads(creds: SimulatorCredentials) -> None:
     sleeps = SleepRecorder()
-    async with running(creds, client={"sleep": sleeps}) as (sim, doku):
+    async with running(creds, client={"clocks": Clocks(sleep=sleeps)}) as (sim, doku):
         sim.inject("balance_inquiry", "error", status=429, retry_after="1")
         assert await balance_of(doku, sim) == START_BALANCE
         assert sleeps.calls == [1.0]
@@ -1109,7 +1114,7 @@ async def test_rate_limit_on_a_transfer_resends_the_same_references(
     creds: SimulatorCredentials,
 ) -> None:
     sleeps = SleepRecorder()
-    async with running(creds, client={"sleep": sleeps}) as (sim, doku):
+    async with running(creds, client={"clocks": Clocks(sleep=sleeps)}) as (sim, doku):
         sim.inject("transfer_bank", "error", status=429, retry_after="1")
         result = await pay(doku, "PAY-429")
         assert result.status == "succeeded"
@@ -1125,7 +1130,7 @@ async def test_rate_limit_on_a_transfer_resends_the_same_references(
 
 async def test_rate_limit_on_non_snap_money_call(creds: SimulatorCredentials) -> None:
     sleeps = SleepRecorder()
-    async with running(creds, client={"sleep": sleeps}) as (sim, doku):
+    async with running(creds, client={"clocks": Clocks(sleep=sleeps)}) as (sim, doku):
         sim.inject("transfers", "error", status=429, retry_after="1")
         answer = await sub_transfer(doku, "INV-429")
         assert answer.replayed is False

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import no_sleep
 
-from doku_async import DokuClient, RetryPolicy, Timeouts
+from doku_async import Clocks, DokuClient, RetryPolicy, Timeouts
 
 pytest_plugins = ["pytester"]
 
@@ -195,7 +195,7 @@ async def test_module_runs_a_usable_simulator() -> None:
 
             async with DokuClient.from_env(
                 environ=env,
-                sleep=no_sleep,
+                clocks=Clocks(sleep=no_sleep),
                 retry=RetryPolicy(jitter=False),
                 timeouts=Timeouts(connect=2.0, attempt=5.0, total=10.0),
             ) as doku:

@@ -33,6 +33,7 @@ from helpers import client_for, no_sleep
 
 from doku_async import (
     BusinessRejectionError,
+    Clocks,
     ConfigurationError,
     DokuClient,
     RetryPolicy,
@@ -532,7 +533,7 @@ async def test_check_status_unreachable_is_503_and_user_code_is_not_called(
     # The simulator is gone: its address now refuses connections.
     dead = DokuClient(
         **sim.client_kwargs(),
-        sleep=no_sleep,
+        clocks=Clocks(sleep=no_sleep),
         retry=RetryPolicy(jitter=False, max_attempts=2),
         timeouts=Timeouts(connect=1.0, attempt=1.0, total=3.0),
     )
