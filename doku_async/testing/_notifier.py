@@ -69,9 +69,10 @@ class Notifier:
         ``002``) or SUCCESS, the refund account's is refunded; each with its notification."""
         if transfer.status == "03":
             failed = transfer.beneficiary_bank_code == FAILING_BANK
-            self._spawn(self._settle_unpaid(transfer, failed=failed))
+            self._spawn(self._settle_unpaid(transfer, failed, self.notification_delay))
         elif transfer.beneficiary_account_number == REFUND_ACCOUNT:
-            self._spawn(self._refund(transfer))
+            self._spawn(self._refund(transfer, self.notification_delay))
+        # Delayed (automatic): skipped when notify() settled the transfer meanwhile.
 
     async def wait_for(self, count: int, timeout: float) -> None:
         """Wait until ``count`` notifications were acknowledged (or raise ``TimeoutError``)."""
@@ -89,7 +90,7 @@ class Notifier:
     def trigger(
         self, transfer: SimulatedTransfer, kind: str, *, failed: bool = False
     ) -> asyncio.Task[DeliveredNotification | None]:
-        """Send ``kind``'s notification for ``transfer`` (after ``notification_delay``), the
+        """Send ``kind``'s notification for ``transfer`` now (no ``notification_delay``), the
         ledger moved first as DOKU would: an Unpaid one settles a pending transfer (FAILED when
         ``failed``, else SUCCESS) or repeats a settled one's outcome; a Refund one refunds a
         paid transfer or repeats a refund. The task ends with the delivery (its record).
@@ -110,13 +111,16 @@ class Notifier:
                 "can follow"
             )
         if kind == "unpaid":
-            return self._spawn(self._settle_unpaid(transfer, failed=failed))
-        return self._spawn(self._refund(transfer))
+            return self._spawn(self._settle_unpaid(transfer, failed, 0.0))
+        return self._spawn(self._refund(transfer, 0.0))
 
     async def _settle_unpaid(
-        self, transfer: SimulatedTransfer, *, failed: bool
+        self, transfer: SimulatedTransfer, failed: bool, delay: float
     ) -> DeliveredNotification | None:
-        await asyncio.sleep(self.notification_delay)
+        if delay:
+            await asyncio.sleep(delay)
+            if transfer.status != "03":
+                return None
         if transfer.status == "03":
             self._ledger.settle_unpaid(transfer, failed=failed)
         failed = transfer.status == "06"  # what the ledger says, if it was settled meanwhile
@@ -132,8 +136,13 @@ class Notifier:
         }
         return await self._deliver("unpaid", self.unpaid_url, body)
 
-    async def _refund(self, transfer: SimulatedTransfer) -> DeliveredNotification | None:
-        await asyncio.sleep(self.notification_delay)
+    async def _refund(
+        self, transfer: SimulatedTransfer, delay: float
+    ) -> DeliveredNotification | None:
+        if delay:
+            await asyncio.sleep(delay)
+            if transfer.status != "00":
+                return None
         if transfer.status == "00":
             self._ledger.refund(transfer)
         body = {
