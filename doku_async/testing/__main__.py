@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.credentials is not None:
             creds, _ = load_or_create_credentials(Path(args.credentials))
+            if Path(args.credentials).stat().st_mode & 0o077:
+                sys.stderr.write(
+                    f"warning: {args.credentials} is readable by others; chmod 600 it\n"
+                )
         else:
             creds = SimulatorCredentials.generate()
         key_path = _key_path(args, temp_dir).absolute()

@@ -85,6 +85,8 @@ class DokuSimulator:
 
     Use ``async with DokuSimulator() as sim:`` and point a client at it with
     ``sim.client()`` (or ``DokuClient(**sim.client_kwargs())``).
+    Over HTTP, its ``/_simulator/`` admin routes show the ledger, the request log and the
+    notifications, and queue faults and notifications (see :mod:`._admin`).
 
     Args:
         credentials: the merchant credentials to accept; generated when omitted.

@@ -263,3 +263,16 @@ async def _steer_and_inspect(
             [notification] = (await resp.json())["notifications"]
         assert notification["acknowledged"]
         assert notification["responses"] == [200]
+
+
+async def test_a_credentials_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    creds_file = tmp_path / "sim.json"
+    creds_file.write_text(json.dumps(_valid_file()))
+    creds_file.chmod(0o644)
+    sim = await start_standalone("--credentials", str(creds_file))
+    try:
+        assert sim.exports["DOKU_CLIENT_ID"] == json.loads(creds_file.read_text())["client_id"]
+    finally:
+        code, err = await sim.stop()
+    assert code == 0
+    assert f"warning: {creds_file} is readable by others" in err
