@@ -18,8 +18,9 @@ Every answer is JSON; amounts are decimal strings. A bad request gets 400 with `
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
@@ -44,7 +45,7 @@ _REFERENCE_FIELDS = (
     "transaction_id",
 )
 
-Notify = Callable[[str, str, bool], "Awaitable[DeliveredNotification | None]"]
+Notify = Callable[[str, str, bool], "asyncio.Future[DeliveredNotification | None]"]
 """Starts a notification (reference, kind, failed) and returns its delivery to await."""
 
 
@@ -209,7 +210,7 @@ class AdminApi:
             return _bad(str(exc.args[0]) if exc.args else str(exc))
         if not wanted.wait:
             return _answer({"queued": True}, 202)
-        record = await delivery
+        record = await asyncio.shield(delivery)  # a caller that leaves does not cut it short
         if record is None:
             return _answer({"delivered": False}, 200)
         return _answer(
