@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["CLIENT_VARIABLES", "ConfigurationWarning", "client_settings_from_env"]
+__all__ = [
+    "CLIENT_VARIABLES",
+    "WEBHOOK_VARIABLES",
+    "ConfigurationWarning",
+    "client_settings_from_env",
+    "webhook_keys_from_env",
+]
 
 #: ``DokuClient`` keyword argument of each optional variable ``from_env`` reads.
 _OPTIONAL: Final = {
@@ -34,13 +40,11 @@ CLIENT_VARIABLES: Final = (
     "DOKU_PRIVATE_KEY_PATH",
     *_OPTIONAL,
 )
+#: Variables ``create_webhook_app`` reads for the keys it is not given
+#: (``DOKU_ENCRYPTION_KEY``, one key, is read when ``DOKU_ENCRYPTION_KEYS`` is not set).
+WEBHOOK_VARIABLES: Final = ("DOKU_AGENT_KEY", "DOKU_ENCRYPTION_KEYS", "DOKU_ENCRYPTION_KEY")
 #: Variables other parts of doku_async read (the command line, the webhook receiver).
-_OTHER_VARIABLES: Final = (
-    "DOKU_CUSTOMER_NUMBER",
-    "DOKU_AGENT_KEY",
-    "DOKU_ENCRYPTION_KEYS",
-    "DOKU_ENCRYPTION_KEY",
-)
+_OTHER_VARIABLES: Final = ("DOKU_CUSTOMER_NUMBER", *WEBHOOK_VARIABLES)
 _READS: Final = (
     "DokuClient.from_env() reads DOKU_CLIENT_ID, DOKU_CLIENT_SECRET, and for Kirim DOKU "
     "DOKU_PRIVATE_KEY (PEM text) or DOKU_PRIVATE_KEY_PATH (a file), with "
@@ -100,3 +104,45 @@ def warn_about_typos(env: Mapping[str, str], *, stacklevel: int = 4) -> None:
                 ConfigurationWarning,
                 stacklevel=stacklevel,
             )
+
+
+def webhook_keys_from_env(
+    env: Mapping[str, str],
+    *,
+    agent_key: str | None = None,
+    encryption_keys: str | Sequence[str] | None = None,
+) -> tuple[str, tuple[str, ...]]:
+    """The webhook receiver's agent key and encryption keys: the ones given, else
+    ``DOKU_AGENT_KEY`` and ``DOKU_ENCRYPTION_KEYS`` (comma-separated, several during a
+    rotation; ``DOKU_ENCRYPTION_KEY`` for a single key). Warns about likely typos first.
+
+    Raises:
+        ConfigurationError: a key is neither given nor set (the message names the variable),
+            or both encryption-key variables are set.
+    """
+    warn_about_typos(env)
+    if agent_key is None:
+        agent_key = env.get("DOKU_AGENT_KEY", "").strip()
+        if not agent_key:
+            raise _webhook_missing("agent_key", "DOKU_AGENT_KEY")
+    if encryption_keys is None:
+        several, one = env.get("DOKU_ENCRYPTION_KEYS"), env.get("DOKU_ENCRYPTION_KEY")
+        if several and one:
+            raise ConfigurationError(
+                "DOKU_ENCRYPTION_KEYS and DOKU_ENCRYPTION_KEY are both set: set only "
+                "DOKU_ENCRYPTION_KEYS (comma-separated during a rotation)"
+            )
+        encryption_keys = [k.strip() for k in (several or one or "").split(",") if k.strip()]
+        if not encryption_keys:
+            raise _webhook_missing("encryption_keys", "DOKU_ENCRYPTION_KEYS")
+    keys = (encryption_keys,) if isinstance(encryption_keys, str) else tuple(encryption_keys)
+    return agent_key, keys
+
+
+def _webhook_missing(argument: str, name: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{name} is not set and no {argument}= was given: create_webhook_app() reads "
+        "DOKU_AGENT_KEY (your Kirim DOKU agent key) and DOKU_ENCRYPTION_KEYS (the 16-character "
+        "notification encryption key; comma-separated during a rotation) for the keys it is "
+        "not given, or takes a verifier="
+    )

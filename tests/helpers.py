@@ -8,7 +8,9 @@ under ``fakes/`` do not import this module: they must not depend on the SDK they
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,66 @@ def fail_writes_of(path: Path, reference: str) -> None:
         db.commit()
     finally:
         db.close()
+
+
+# ----------------------------------------------------------------------------- standalone simulator
+
+
+class StandaloneSimulator:
+    """``python -m doku_async.testing ARGS`` in its own process (see :func:`start_standalone`):
+    the ``export`` variables and the banner lines it printed."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.exports: dict[str, str] = {}
+        self.lines: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        """Its ``DOKU_BASE_URL``."""
+        return self.exports["DOKU_BASE_URL"]
+
+    async def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
+        """Send ``sig`` and wait (5 s, then kill): its exit code and what it wrote to stderr."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            _, err = await asyncio.wait_for(self.proc.communicate(), timeout=5)
+        except TimeoutError:
+            self.proc.kill()
+            _, err = await self.proc.communicate()
+        assert self.proc.returncode is not None
+        return self.proc.returncode, err.decode(errors="replace")
+
+
+async def start_standalone(*args: str, cwd: Path | None = None) -> StandaloneSimulator:
+    """Start ``python -m doku_async.testing ARGS`` and read its banner up to "Ctrl-C" (20 s);
+    the caller stops it (``await sim.stop()`` in a ``finally``)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "doku_async.testing",
+        *args,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    sim = StandaloneSimulator(proc)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while not sim.lines or not sim.lines[-1].startswith("Ctrl-C"):
+                raw = await proc.stdout.readline()
+                if not raw:
+                    code, err = await sim.stop()
+                    raise AssertionError(f"the simulator exited ({code}): {sim.lines} {err}")
+                line = raw.decode().strip()
+                sim.lines.append(line)
+                if line.startswith("export "):
+                    name, _, value = line.removeprefix("export ").partition("=")
+                    sim.exports[name] = value
+    except BaseException:
+        await sim.stop(signal.SIGKILL)
+        raise
+    return sim

@@ -20,6 +20,7 @@ from ._simulator import (
     SimulatedTransfer,
     SimulatorCredentials,
 )
+from ._webhook_target import WebhookTarget
 
 __all__ = [
     "FAULT_KINDS",
@@ -32,4 +33,5 @@ __all__ = [
     "RecordedRequest",
     "SimulatedTransfer",
     "SimulatorCredentials",
+    "WebhookTarget",
 ]

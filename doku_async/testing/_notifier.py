@@ -32,7 +32,10 @@ __all__ = ["Notifier"]
 
 log = logging.getLogger("doku_async.testing")
 
-Spawn = Callable[[Coroutine[Any, Any, None]], object]
+Spawn = Callable[
+    [Coroutine[Any, Any, DeliveredNotification | None]],
+    "asyncio.Task[DeliveredNotification | None]",
+]
 """Runs a coroutine as a task its owner waits for on drain and cancels on close."""
 
 
@@ -66,9 +69,10 @@ class Notifier:
         ``002``) or SUCCESS, the refund account's is refunded; each with its notification."""
         if transfer.status == "03":
             failed = transfer.beneficiary_bank_code == FAILING_BANK
-            self._spawn(self._settle_unpaid(transfer, failed=failed))
+            self._spawn(self._settle_unpaid(transfer, failed, self.notification_delay))
         elif transfer.beneficiary_account_number == REFUND_ACCOUNT:
-            self._spawn(self._refund(transfer))
+            self._spawn(self._refund(transfer, self.notification_delay))
+        # Delayed (automatic): skipped when notify() settled the transfer meanwhile.
 
     async def wait_for(self, count: int, timeout: float) -> None:
         """Wait until ``count`` notifications were acknowledged (or raise ``TimeoutError``)."""
@@ -83,9 +87,43 @@ class Notifier:
             await self._session.close()
             self._session = None
 
-    async def _settle_unpaid(self, transfer: SimulatedTransfer, *, failed: bool) -> None:
-        await asyncio.sleep(self.notification_delay)
-        self._ledger.settle_unpaid(transfer, failed=failed)
+    def trigger(
+        self, transfer: SimulatedTransfer, kind: str, *, failed: bool = False
+    ) -> asyncio.Task[DeliveredNotification | None]:
+        """Send ``kind``'s notification for ``transfer`` now (no ``notification_delay``), the
+        ledger moved first as DOKU would: an Unpaid one settles a pending transfer (FAILED when
+        ``failed``, else SUCCESS) or repeats a settled one's outcome; a Refund one refunds a
+        paid transfer or repeats a refund. The task ends with the delivery (its record).
+
+        Raises:
+            ValueError: unknown ``kind``, no URL for it, or a notification the transfer's
+                state does not allow (states only move forward).
+        """
+        if kind not in ("unpaid", "refund"):
+            raise ValueError(f"kind must be 'unpaid' or 'refund', not {kind!r}")
+        if (self.unpaid_url if kind == "unpaid" else self.refund_url) is None:
+            raise ValueError(f"no {kind}_url is set: nowhere to send the notification")
+        allowed = {"03", "06" if failed else "00"} if kind == "unpaid" else {"00", "04"}
+        if transfer.status not in allowed:
+            raise ValueError(
+                f"transfer {transfer.partner_reference_no} has status {transfer.status}: "
+                f"no {'failed ' if failed and kind == 'unpaid' else ''}{kind} notification "
+                "can follow"
+            )
+        if kind == "unpaid":
+            return self._spawn(self._settle_unpaid(transfer, failed, 0.0))
+        return self._spawn(self._refund(transfer, 0.0))
+
+    async def _settle_unpaid(
+        self, transfer: SimulatedTransfer, failed: bool, delay: float
+    ) -> DeliveredNotification | None:
+        if delay:
+            await asyncio.sleep(delay)
+            if transfer.status != "03":
+                return None
+        if transfer.status == "03":
+            self._ledger.settle_unpaid(transfer, failed=failed)
+        failed = transfer.status == "06"  # what the ledger says, if it was settled meanwhile
         body = {
             "sendTrxId": transfer.partner_reference_no,
             "transactionId": transfer.reference_no,
@@ -96,26 +134,34 @@ class Notifier:
             "processDate": self._process_date(),
             "createdTime": str(int(transfer.created_at * 1000)),
         }
-        await self._deliver("unpaid", self.unpaid_url, body)
+        return await self._deliver("unpaid", self.unpaid_url, body)
 
-    async def _refund(self, transfer: SimulatedTransfer) -> None:
-        await asyncio.sleep(self.notification_delay)
-        self._ledger.refund(transfer)
+    async def _refund(
+        self, transfer: SimulatedTransfer, delay: float
+    ) -> DeliveredNotification | None:
+        if delay:
+            await asyncio.sleep(delay)
+            if transfer.status != "00":
+                return None
+        if transfer.status == "00":
+            self._ledger.refund(transfer)
         body = {
             "transactionId": transfer.reference_no,
             "activityCode": "200",
             "message": "Transaction is Refunded",
             "processDate": self._process_date(),
         }
-        await self._deliver("refund", self.refund_url, body)
+        return await self._deliver("refund", self.refund_url, body)
 
     def _process_date(self) -> str:
         # DOKU's own format, quotes around the T included.
         return datetime.fromtimestamp(self._ledger.clock.now(), WIB).strftime("%Y-%m-%d'T'%H:%M:%S")
 
-    async def _deliver(self, kind: str, url: str | None, body: dict[str, Any]) -> None:
+    async def _deliver(
+        self, kind: str, url: str | None, body: dict[str, Any]
+    ) -> DeliveredNotification | None:
         if url is None:
-            return
+            return None
         record = DeliveredNotification(kind, url, body)
         self.notifications.append(record)
         if self._session is None:
@@ -128,8 +174,9 @@ class Notifier:
             if await self._attempt(self._session, record, payload):
                 record.acknowledged = True
                 self._acked.set()
-                return
+                return record
         log.info("%s notification for %s was never acknowledged", kind, body["transactionId"])
+        return record
 
     async def _attempt(
         self, session: aiohttp.ClientSession, record: DeliveredNotification, payload: bytes

@@ -27,6 +27,7 @@ from .. import _constants as C
 from .. import _serde
 from .._banks import BankCodes
 from .._client import DokuClient
+from ._admin import AdminApi
 from ._faults import Fault, FaultKind, FaultPlan
 from ._ledger import Ledger
 from ._nonsnap_api import NonSnapApi
@@ -84,6 +85,8 @@ class DokuSimulator:
 
     Use ``async with DokuSimulator() as sim:`` and point a client at it with
     ``sim.client()`` (or ``DokuClient(**sim.client_kwargs())``).
+    Over HTTP, its ``/_simulator/`` admin routes show the ledger, the request log and the
+    notifications, and queue faults and notifications (see :mod:`._admin`).
 
     Args:
         credentials: the merchant credentials to accept; generated when omitted.
@@ -323,6 +326,28 @@ class DokuSimulator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def notify(
+        self, partner_reference_no: str, kind: str = "unpaid", *, failed: bool = False
+    ) -> DeliveredNotification | None:
+        """Send the transfer's ``"unpaid"`` or ``"refund"`` notification now and wait until
+        it was acknowledged or its retries ran out (``None`` if it was not sent). The ledger
+        moves first: an Unpaid one settles a pending transfer (FAILED when ``failed``), a
+        Refund one refunds a paid transfer; a repeat of a settled outcome changes nothing.
+
+        Raises:
+            ValueError: unknown reference or ``kind``, no URL set for ``kind``, or a state the
+                notification cannot follow (a failed transfer is never refunded).
+        """
+        return await self._start_notify(partner_reference_no, kind, failed)
+
+    def _start_notify(
+        self, reference: str, kind: str, failed: bool
+    ) -> asyncio.Task[DeliveredNotification | None]:
+        transfer = self._ledger.transfers.get(reference)
+        if transfer is None:
+            raise ValueError(f"no transfer with partnerReferenceNo {reference!r}")
+        return self._notifier.trigger(transfer, kind, failed=failed)
+
     def set_payout_link_status(self, reference_id: str, status: str) -> None:
         """Move a payout link to ``status`` (any text, like DOKU may send)."""
         self._ledger.set_payout_link_status(reference_id, status)
@@ -345,6 +370,10 @@ class DokuSimulator:
         app = web.Application(client_max_size=1024 * 1024)
         for path, op, handler in (*self._snap.routes(), *self._nonsnap.routes()):
             app.router.add_post(path, self._route(op, handler))
+        notifications = lambda: self._notifier.notifications  # noqa: E731 - read each time
+        AdminApi(
+            self._ledger, self.faults, self.requests, notifications, self._start_notify
+        ).add_routes(app)
         return app
 
     def _route(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .._client import DokuClient
+from .._environ import webhook_keys_from_env
 from .._exceptions import ConfigurationError
 from ..models.notifications import Notification, RefundNotification, UnpaidNotification
 from ._confirm import (
@@ -442,8 +444,11 @@ def create_webhook_app(
     Args:
         verifier: how notifications are authenticated; default the AES scheme built from
             ``agent_key`` and ``encryption_keys``.
-        agent_key: your Kirim DOKU agent key (the ``agentKey`` header must match).
-        encryption_keys: the 16-character encryption key, or several during a rotation.
+        agent_key: your Kirim DOKU agent key (the ``agentKey`` header must match); default
+            the ``DOKU_AGENT_KEY`` environment variable.
+        encryption_keys: the 16-character encryption key, or several during a rotation;
+            default ``DOKU_ENCRYPTION_KEYS`` (comma-separated). A missing one raises
+            :class:`~doku_async.ConfigurationError` naming the variable.
         on_unpaid: legacy mode: ``async`` callback for Unpaid notifications, unconfirmed.
         on_refund: legacy mode: ``async`` callback for Refund notifications, unconfirmed.
         on_notification: legacy mode: ``async`` callback for either, when the specific one is
@@ -494,8 +499,9 @@ def create_webhook_app(
             ``verifier=snap_inbound.notification_verifier(...)``.
     """
     if verifier is None:
-        if agent_key is None or encryption_keys is None:
-            raise ConfigurationError("give a verifier, or agent_key and encryption_keys")
+        agent_key, encryption_keys = webhook_keys_from_env(
+            os.environ, agent_key=agent_key, encryption_keys=encryption_keys
+        )
         verifier = AesSignatureVerifier.single(
             agent_key, encryption_keys, request_id_pattern=request_id_pattern
         )

@@ -2,8 +2,9 @@
 
 * The Quickstart and the Non-SNAP example, as scripts, against ``python -m doku_async.testing``
   with the ``export`` lines it prints pasted into the environment.
-* The pytest example (``conftest.py`` + ``test_payroll.py``), copied into an empty folder with
-  no pytest configuration, run by pytest there.
+* The pytest examples (``conftest.py``, ``test_payroll.py`` and the webhook receiver's
+  ``test_webhooks.py`` with the ``doku_webhook_target`` fixture), copied into an empty folder
+  with no pytest configuration, run by pytest there.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ async def test_pytest_example_runs_in_a_fresh_project(tmp_path: Path) -> None:
         first = block.splitlines()[0]
         if re.fullmatch(r"# \w+\.py", first):
             files[first[2:]] = block
-    assert set(files) == {"conftest.py", "test_payroll.py"}
+    assert set(files) == {"conftest.py", "test_payroll.py", "test_webhooks.py"}
     for name, source in files.items():
         (tmp_path / name).write_text(source, encoding="utf-8")
     assert not any((tmp_path / n).exists() for n in ("pytest.ini", "pyproject.toml", "tox.ini"))
@@ -130,7 +131,7 @@ async def test_pytest_example_runs_in_a_fresh_project(tmp_path: Path) -> None:
         env=_clean_env(),
     )
     assert code == 0, out
-    assert re.search(r"\b1 passed\b", out), out
+    assert re.search(r"\b2 passed\b", out), out
     # The user's project: its own rootdir, pytest-asyncio in its default strict mode (not the
     # asyncio_mode = "auto" of our own pyproject.toml).
     assert f"rootdir: {tmp_path}" in out, out

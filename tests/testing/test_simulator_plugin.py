@@ -3,8 +3,6 @@ line entry point ``python -m doku_async.testing``."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import no_sleep
+from helpers import no_sleep, start_standalone
 
 from doku_async import Clocks, DokuClient, RetryPolicy, Timeouts
 
@@ -135,92 +133,42 @@ def test_module_help_exits_zero() -> None:
     assert "--unpaid-url" in done.stdout
 
 
-async def _launch() -> tuple[asyncio.subprocess.Process, dict[str, str], str]:
-    """Start ``python -m doku_async.testing --port 0``; read its banner up to "Ctrl-C".
+async def test_module_runs_a_usable_simulator() -> None:
+    sim = await start_standalone("--port", "0")
+    try:
+        env = sim.exports
+        assert env["DOKU_BASE_URL"].startswith("http://127.0.0.1:")
+        assert set(env) >= {"DOKU_CLIENT_ID", "DOKU_CLIENT_SECRET", "DOKU_PRIVATE_KEY_PATH"}
+        agent_key = env["DOKU_AGENT_KEY"]
+        assert f"agent key (balance inquiry accountNo): {agent_key}" in sim.lines
 
-    Returns the process, the ``export`` variables it printed and the agent key.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "doku_async.testing",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    env: dict[str, str] = {}
-    agent_key = ""
-    lines: list[str] = []
-    while True:
-        raw = await proc.stdout.readline()
-        if not raw:
-            await _stop(proc)
-            raise AssertionError(f"the simulator exited early: {lines}")
-        line = raw.decode().strip()
-        lines.append(line)
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value
-        elif line.startswith("agent key"):
-            agent_key = line.rpartition(": ")[2]
-        elif line.startswith("Ctrl-C"):
-            return proc, env, agent_key
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.kill()
-    await proc.communicate()
+        async with DokuClient.from_env(
+            environ=env,
+            clocks=Clocks(sleep=no_sleep),
+            retry=RetryPolicy(jitter=False),
+            timeouts=Timeouts(connect=2.0, attempt=5.0, total=10.0),
+        ) as doku:
+            answer = await doku.kirim.balance_inquiry(account_no=agent_key)
+        assert answer.available_balance == Decimal("1000000000.00")
+    finally:
+        code, stderr = await sim.stop(signal.SIGINT)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
 
 
 def _exists(path: Path) -> bool:
     return path.exists()
 
 
-def _remove_key_dir(env: dict[str, str]) -> None:
-    path = env.get("DOKU_PRIVATE_KEY_PATH")
-    if path and Path(path).parent.name.startswith("doku-sim-"):
-        shutil.rmtree(Path(path).parent, ignore_errors=True)
-
-
-async def test_module_runs_a_usable_simulator() -> None:
-    async with asyncio.timeout(20):
-        proc, env, agent_key = await _launch()
-        try:
-            assert env["DOKU_BASE_URL"].startswith("http://127.0.0.1:")
-            assert set(env) >= {"DOKU_CLIENT_ID", "DOKU_CLIENT_SECRET", "DOKU_PRIVATE_KEY_PATH"}
-            assert agent_key
-
-            async with DokuClient.from_env(
-                environ=env,
-                clocks=Clocks(sleep=no_sleep),
-                retry=RetryPolicy(jitter=False),
-                timeouts=Timeouts(connect=2.0, attempt=5.0, total=10.0),
-            ) as doku:
-                answer = await doku.kirim.balance_inquiry(account_no=agent_key)
-            assert answer.available_balance == Decimal("1000000000.00")
-
-            proc.send_signal(signal.SIGINT)
-            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=5)
-            assert proc.returncode == 0, stderr.decode()
-            assert b"Traceback" not in stderr
-        finally:
-            await _stop(proc)
-            _remove_key_dir(env)
-
-
-async def test_module_removes_its_key_file_on_exit() -> None:
-    async with asyncio.timeout(20):
-        proc, env, _ = await _launch()
-        try:
-            key_path = Path(env["DOKU_PRIVATE_KEY_PATH"])
-            assert _exists(key_path)
-            proc.send_signal(signal.SIGINT)
-            await asyncio.wait_for(proc.communicate(), timeout=5)
-            assert proc.returncode == 0
-            assert not _exists(key_path)
-        finally:
-            await _stop(proc)
-            _remove_key_dir(env)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_module_removes_its_key_file_on_exit(sig: int) -> None:
+    sim = await start_standalone()
+    key_path = Path(sim.exports["DOKU_PRIVATE_KEY_PATH"])
+    try:
+        assert _exists(key_path)
+        assert key_path.parent.name.startswith("doku-sim-")
+    finally:
+        code, _ = await sim.stop(sig)
+    assert code == 0
+    assert not _exists(key_path)
+    assert not _exists(key_path.parent)
