@@ -280,7 +280,8 @@ async def test_missing_credentials_exit_5_without_traceback(
     assert result.returncode == 5, result
     assert "configuration error: DOKU_CLIENT_ID is not set" in result.stderr
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run.db")) == []
+    assert not (tmp_path / "run.db").exists()
+    assert not (tmp_path / "run.db.lock").exists()
 
     status = await cli("payouts", "status", "X", env=env, cwd=tmp_path)
     assert status.returncode == 5

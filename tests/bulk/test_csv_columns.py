@@ -35,9 +35,7 @@ def test_a_row_with_only_two_fields_names_every_missing_required_column() -> Non
 
 def test_every_short_row_is_reported_with_the_others() -> None:
     errors = errors_of(
-        HEADER + "R-1,014,8377388292,Budi\n"
-        "R-2,01A,8377388292,Sari,1000,\n"
-        "R-3,014,8377388292\n"
+        HEADER + "R-1,014,8377388292,Budi\nR-2,01A,8377388292,Sari,1000,\nR-3,014,8377388292\n"
     )
     assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4"]
     assert "missing column(s) amount" in errors[0]

@@ -38,6 +38,10 @@ def operations(sim: DokuSimulator) -> list[str]:
     return [r.operation for r in sim.requests]
 
 
+def files_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 def journal_files(directory: Path) -> list[str]:
     """The journal and its side files (``-wal``, ``-shm``, ``.lock``), if any were created."""
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("run.db"))
@@ -110,7 +114,7 @@ async def test_validate_checks_everything_and_sends_no_transfer(
     assert sim.transfers == {}
     assert creds.client_secret not in out + result.stderr
     assert creds.agent_key not in out + result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv"]  # nothing created
+    assert files_in(tmp_path) == ["p.csv"]  # nothing created
 
 
 async def test_validate_lists_every_problem_with_its_row_and_sends_nothing(
@@ -275,8 +279,7 @@ async def test_max_total_refuses_the_run_naming_the_total(
     )  # fmt: skip
     assert result.returncode == 4, result
     assert (
-        "refused: the file's total IDR 1,000,000.01 (2 rows) is over --max-total IDR "
-        "1,000,000.00"
+        "refused: the file's total IDR 1,000,000.01 (2 rows) is over --max-total IDR 1,000,000.00"
     ) in result.stderr
     assert sim.requests == []
     assert journal_files(tmp_path) == []
