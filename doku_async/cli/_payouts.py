@@ -25,30 +25,38 @@ from ._validate import validate_command
 async def run_command(args: argparse.Namespace) -> int:
     """Run ``payouts run`` or ``payouts resume``; returns the exit code.
 
-    Everything is checked before the journal is created or anything is sent (the file, the
+    Everything is checked before a new journal is created or anything is sent (the file, the
     caps, the settings, the credentials and, with ``--check-balance``, the balance): a run
-    refused for those leaves no journal behind."""
+    refused for those leaves no journal behind. An existing journal is opened (its lock, its
+    plan) before DOKU is asked anything."""
     if getattr(args, "dry_run", False):
         return await validate_command(args)
     pf = check_local(args)
     if pf.problems:
         raise pf.refusal()  # nothing created, no request made
     assert pf.client is not None
-    assert pf.customer is not None
     async with pf.client as doku:
-        await check_doku(pf, balance=args.check_balance)
-        if pf.problems:
-            raise pf.refusal()
+        if not pf.journal_exists:
+            await _check_doku(pf, args)
         journal = open_journal(args)
         try:
             items, total = _prepare(args, journal, pf)
-            runner, summary = await _pay(args, doku, journal, items, total, pf.customer)
+            if pf.journal_exists:
+                await _check_doku(pf, args)
+            runner, summary = await _pay(args, doku, journal, items, total, pf)
             _print_summary(summary, args.journal)
             code = _report(args, journal, runner, summary)
         finally:
             with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
                 journal.close()
     return code
+
+
+async def _check_doku(pf: Preflight, args: argparse.Namespace) -> None:
+    """The credentials (a token) and, with ``--check-balance``, the balance; refuses."""
+    await check_doku(pf, balance=args.check_balance)
+    if pf.problems:
+        raise pf.refusal(planned=pf.journal_exists)
 
 
 def _report(
@@ -106,13 +114,13 @@ async def _pay(
     journal: Journal,
     items: list[PayoutItem],
     total: Decimal,
-    customer: str,
+    pf: Preflight,
 ) -> tuple[BulkRunner, BulkSummary]:
     """Run the items through a :class:`BulkRunner`, with progress and the results file."""
     with contextlib.ExitStack() as resources:
         runner = BulkRunner(
             doku,
-            customer_number=customer,
+            customer_number=pf.customer or "",
             concurrency=args.concurrency,
             rate=args.rate,
             journal=journal,

@@ -73,10 +73,15 @@ class Preflight:
             return EXIT_INVALID_INPUT
         return EXIT_CONFIG if self.config_problems else 0
 
-    def refusal(self) -> Refused:
-        """The run refused for these problems (nothing sent, no journal created)."""
+    def refusal(self, *, planned: bool = False) -> Refused:
+        """The run refused for these problems (nothing sent, no journal created; or, with
+        ``planned``, an existing journal's plan completed and nothing of it sent)."""
         journal = (
-            "The journal was not changed." if self.journal_exists else "No journal was created."
+            "The journal keeps its plan; nothing in it was sent."
+            if planned
+            else "The journal was not changed."
+            if self.journal_exists
+            else "No journal was created."
         )
         return Refused([*self.problems, f"Nothing was sent. {journal}"], self.exit_code)
 
