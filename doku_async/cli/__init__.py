@@ -56,7 +56,7 @@ from ..bulk import (
     PlanMismatchError,
     PreflightError,
 )
-from ._caps import parse_cap
+from ._caps import add_cap_options
 from ._common import (
     CORRUPT_ADVICE,
     EXIT_CONFIG,
@@ -73,7 +73,7 @@ from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
 from ._reconcile import add_reconcile_parser, reconcile_command
 from ._summary import print_events
-from ._validate import validate_command
+from ._validate import add_validate_parser, validate_command
 
 __all__ = ["main"]
 
@@ -101,22 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_run_options(run)
 
-    validate = sub.add_parser(
-        "validate",
-        help="check a CSV, the caps, the configuration, the credentials and the balance; "
-        "sends no transfer",
-    )
-    validate.add_argument("csv", help="the payout file to check")
-    validate.add_argument("--customer-number", help="sender phone 62... (or DOKU_CUSTOMER_NUMBER)")
-    validate.add_argument("--agent-key", help="agent key for the balance (or DOKU_AGENT_KEY)")
-    validate.add_argument(
-        "--skip-balance", action="store_true", help="do not ask DOKU for the balance"
-    )
-    _add_caps(validate)
-
     resume = sub.add_parser("resume", help="finish a run from its journal")
     resume.add_argument("journal", help="the run's SQLite journal")
     _add_run_options(resume)
+
+    add_validate_parser(sub)
 
     add_reconcile_parser(sub)
 
@@ -142,23 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_caps(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-amount",
-        type=parse_cap,
-        metavar="IDR",
-        help="refuse the run if any row pays more than this (e.g. 5000000.00)",
-    )
-    p.add_argument(
-        "--max-total",
-        type=parse_cap,
-        metavar="IDR",
-        help="refuse the run if the file's total is more than this",
-    )
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    _add_caps(p)
+    add_cap_options(p)
     p.add_argument("--out", help="write per-item results to this CSV")
     p.add_argument("--concurrency", type=int, default=32, help="workers (32)")
     p.add_argument("--rate", type=float, help="requests per second (unpaced by default)")

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from ..bulk import PayoutItem
 
-__all__ = ["CAP_LIST_LIMIT", "cap_problems", "parse_cap"]
+__all__ = ["CAP_LIST_LIMIT", "add_cap_options", "cap_problems", "parse_cap"]
 
 CAP_LIST_LIMIT = 20
 """How many rows over ``--max-amount`` are named on screen."""
@@ -62,3 +62,19 @@ def cap_problems(
                 f"--max-total IDR {max_total:,}"
             )
     return problems
+
+
+def add_cap_options(p: argparse.ArgumentParser) -> None:
+    """``--max-amount`` and ``--max-total`` on a command's parser."""
+    p.add_argument(
+        "--max-amount",
+        type=parse_cap,
+        metavar="IDR",
+        help="refuse the run if any row pays more than this (e.g. 5000000.00)",
+    )
+    p.add_argument(
+        "--max-total",
+        type=parse_cap,
+        metavar="IDR",
+        help="refuse the run if the file's total is more than this",
+    )

@@ -11,9 +11,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._caps import add_cap_options
 from ._preflight import check_doku, check_local
 
-__all__ = ["validate_command"]
+__all__ = ["add_validate_parser", "validate_command"]
+
+
+def add_validate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``payouts validate FILE``."""
+    validate = sub.add_parser(
+        "validate",
+        help="check a CSV, the caps, the configuration, the credentials and the balance; "
+        "sends no transfer",
+    )
+    validate.add_argument("csv", help="the payout file to check")
+    validate.add_argument("--customer-number", help="sender phone 62... (or DOKU_CUSTOMER_NUMBER)")
+    validate.add_argument("--agent-key", help="agent key for the balance (or DOKU_AGENT_KEY)")
+    validate.add_argument(
+        "--skip-balance", action="store_true", help="do not ask DOKU for the balance"
+    )
+    add_cap_options(validate)
 
 
 async def validate_command(args: argparse.Namespace) -> int:

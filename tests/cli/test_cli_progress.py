@@ -180,3 +180,22 @@ async def test_without_a_terminal_the_lines_are_plain(
         assert "\r" not in output
         assert "\x1b[" not in output  # no terminal control sequences in a pipe or a log
         assert "━" not in output
+
+
+def test_sdk_warnings_go_to_the_current_stderr_so_a_bar_can_redirect_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's live display swaps ``sys.stderr`` for a proxy that prints above the bar: the
+    CLI's log handler must write to whatever ``sys.stderr`` is when a warning comes."""
+    import io
+    import logging
+
+    from doku_async.cli import _log_to_stderr
+
+    # Without pytest's own handler on the root logger (the CLI defers to a configured one).
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    with _log_to_stderr():
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)
+        logging.getLogger("doku_async.bulk").warning("a warning during the run")
+    assert swapped.getvalue() == "WARNING: a warning during the run\n"
