@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -17,11 +18,15 @@ DEFAULT_POLL_INTERVAL = 10.0
 
 
 def program() -> str:
-    """How this command line was started: ``doku-async``, or ``PYTHON -m doku_async``."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    if name in ("doku-async", "doku-async.exe"):
+    """How this command line was started: ``doku-async`` (the one on ``PATH``), the script's
+    path (another one), or ``PYTHON -m doku_async``."""
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name not in ("doku-async", "doku-async.exe"):
+        return f"{shlex.quote(sys.executable)} -m doku_async"
+    on_path = shutil.which("doku-async")
+    if on_path is not None and Path(on_path).resolve() == Path(started).resolve():
         return "doku-async"
-    return f"{shlex.quote(sys.executable)} -m doku_async"
+    return shlex.quote(started)
 
 
 def resume_command(args: argparse.Namespace) -> str:

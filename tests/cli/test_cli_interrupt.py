@@ -12,9 +12,11 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from cli_process import TIMEOUT, Cli, cli, finish, read_results, sim_env, start, transfer_refs
 from helpers import wait_until
 
+from doku_async.cli._resume import program
 from doku_async.testing import DokuSimulator, SimulatorCredentials
 
 HEADER = "reference,bank_code,account_number,account_name,amount,remark\n"
@@ -140,3 +142,19 @@ async def test_failed_payouts_are_listed_with_their_reason_and_the_totals_cover_
         assert "and 5 more, see 'doku-async journal export" in again.stdout
         assert len(sim.requests_for("transfer_bank")) == 5
         assert creds.client_secret not in first.stdout + again.stdout
+
+
+def test_the_resume_command_names_the_program_as_it_was_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    script = tmp_path / "bin" / "doku-async"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "payouts", "run"])
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert program() == "doku-async"  # the one on PATH: its name is enough
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert program() == str(script)  # another one: its path
+    monkeypatch.setattr(sys, "argv", ["/x/doku_async/__main__.py"])
+    assert program() == f"{shlex.quote(sys.executable)} -m doku_async"

@@ -316,12 +316,13 @@ async def test_resume_applies_the_caps_to_the_journal(sim: DokuSimulator, tmp_pa
     ("change", "expected"),
     [
         ({"DOKU_PRIVATE_KEY": "not a key at all"}, "configuration error:"),
+        ({"DOKU_PRIVATE_KEY": ""}, "DOKU_PRIVATE_KEY_PATH"),
         ({"DOKU_CLIENT_ID": "BRN-0001-0000000000000"}, "configuration error:"),
         ({"DOKU_CUSTOMER_NUMBER": "0812-bad"}, "configuration error: customer number:"),
         ({"DOKU_CUSTOMER_NUMBER": ""}, "set --customer-number or DOKU_CUSTOMER_NUMBER"),
         ({"DOKU_BASE_URL": "http://127.0.0.1:9"}, "configuration error: cannot reach DOKU"),
     ],
-    ids=["bad-key", "rejected-client-id", "bad-customer", "no-customer", "unreachable"],
+    ids=["bad-key", "no-key", "rejected-client-id", "bad-customer", "no-customer", "unreachable"],
 )
 async def test_a_run_refused_for_its_configuration_leaves_no_journal(
     sim: DokuSimulator, tmp_path: Path, change: dict[str, str], expected: str
