@@ -150,9 +150,7 @@ async def _run_with_sigint(
 
     def on_sigint() -> None:
         if not runner.stopped:
-            print(
-                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
-            )
+            print("stopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr)
             runner.stop()
         elif main_task is not None:
             main_task.cancel()

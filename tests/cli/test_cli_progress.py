@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -73,7 +74,10 @@ def script(sim: DokuSimulator, tmp_path: Path, command: list[str]) -> Path:
     return path
 
 
-async def tmux(server: str, *args: str) -> str:
+async def tmux(sockets: str, server: str, *args: str) -> str:
+    """``tmux -L SERVER ARGS`` with its socket under ``sockets`` (removed by the caller)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+    env["TMUX_TMPDIR"] = sockets
     proc = await asyncio.create_subprocess_exec(
         need_tmux(),
         "-L",
@@ -84,7 +88,7 @@ async def tmux(server: str, *args: str) -> str:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")},
+        env=env,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 10)
@@ -109,18 +113,24 @@ async def run_in_terminal(
     ]  # fmt: skip
     run = script(sim, tmp_path, command)
     server = f"doku-cli-test-{uuid.uuid4().hex[:12]}"
+    sockets = tempfile.mkdtemp(prefix="dkt-")  # short: a socket path has a length limit
     try:
         await tmux(
-            server, "new-session", "-d", "-x", str(width), "-y", "24", "-s", "cli",
+            sockets, server, "new-session", "-d", "-x", str(width), "-y", "24", "-s", "cli",
             f"sh {shlex.quote(str(run))}; sleep 600",
         )  # fmt: skip
         screen = ""
         async with asyncio.timeout(60):
             while "__EXIT=" not in screen:
                 await asyncio.sleep(0.2)
-                screen = await tmux(server, "capture-pane", "-p", "-J", "-S", "-", "-t", "cli")
+                screen = await tmux(
+                    sockets, server, "capture-pane", "-p", "-J", "-S", "-", "-t", "cli"
+                )
     finally:
-        await tmux(server, "kill-server")
+        try:
+            await tmux(sockets, server, "kill-server")
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
     return [line.rstrip() for line in screen.splitlines()]
 
 
