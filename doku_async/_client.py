@@ -280,6 +280,18 @@ class DokuClient:
         """How many B2B token fetches this client started."""
         return self._requester.tokens.fetches
 
+    async def authenticate(self) -> None:
+        """Get the B2B access token now (or keep the cached one): proves the client id and the
+        private key before anything is paid. The client secret is first used by a Kirim call.
+
+        Raises:
+            ConfigurationError: the client has no private key.
+            AuthenticationError: DOKU refused the token request.
+        """
+        if self._private_key is None:
+            raise ConfigurationError(C.MISSING_PRIVATE_KEY)
+        await self._requester.tokens.get()
+
     def invalidate_token(self) -> None:
         """Forget the cached access token; the next call fetches a new one."""
         self._requester.tokens.clear()

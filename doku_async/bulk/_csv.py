@@ -112,8 +112,18 @@ def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
         if None in row:
             errors.append(f"line {line}: too many fields")
             continue
+        short = _missing_columns(row, header, line)
+        if short:
+            errors.append(short)
+            continue
         values = {k: (v or "").strip() for k, v in row.items()}
         problems = [f"line {line}: {exc.field}: {exc.problem}" for exc in _field_errors(values)]
+        if problems and any(v is None for v in row.values()):
+            fields = sum(v is not None for v in row.values())
+            problems.append(
+                f"line {line}: the row has {fields} field(s), the header {len(header)}: "
+                "a value may be missing (the ones after it moved one column left)"
+            )
         if any(c in values["amount"] for c in "eE"):
             problems.append(
                 f"line {line}: amount: write plain digits, not exponent notation "
@@ -136,6 +146,23 @@ def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
     if errors:
         raise CsvInputError(errors)
     return items, total
+
+
+def _missing_columns(row: dict[str, str | None], header: list[str], line: int) -> str:
+    """The error of a row too short to hold a required column (``""`` if it holds them all).
+
+    ``csv.DictReader`` fills a short row's last columns with ``None``: without this check a
+    row lacking its amount would be blamed for an invalid amount. A missing optional column
+    (``remark``, when last) is fine."""
+    absent = [column for column in header if row.get(column) is None]
+    required = [column for column in absent if column in REQUIRED_COLUMNS]
+    if not required:
+        return ""
+    fields = len(header) - len(absent)
+    return (
+        f"line {line}: missing column(s) {', '.join(required)}: the row has {fields} "
+        f"field(s), the header {len(header)} ({', '.join(header)})"
+    )
 
 
 def _item(values: dict[str, str], line: int) -> PayoutItem:

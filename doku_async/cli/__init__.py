@@ -12,16 +12,23 @@ command to run next. Their exit code tells the truth about the money, for the wh
   or in an earlier run, or are not paid yet;
 * ``3`` some items are accepted, pending, unknown or were being sent: DOKU has not settled
   them (``payouts reconcile`` follows them);
-* ``4`` refused before sending anything: invalid input, a balance too low for
-  ``--check-balance``, a journal planned from another file, or a journal whose plan is
-  incomplete (``payouts run`` again with the same file completes it);
+* ``4`` refused before sending anything: invalid input, a row over ``--max-amount`` or a
+  total over ``--max-total``, a balance too low for ``--check-balance``, a journal planned
+  from another file, or a journal whose plan is incomplete (``payouts run`` again with the
+  same file completes it);
 * ``5`` configuration or credentials are missing or rejected;
 * ``6`` journal error: the journal could not be opened, read or written (a full disk, a
   corrupt file), so the record may be incomplete. Money may have moved: the items in doubt
   (sent, outcome not recorded) are listed, and ``--out`` lists every item;
 * ``7`` the journal is in use by another process (its pid, host and start are named); nothing
   was sent. ``--break-lock`` takes over a lock left by another host before its lease expired;
-* ``130`` interrupted (journal consistent).
+* ``130`` interrupted by Ctrl-C (journal consistent): what this run did and the exact
+  ``payouts resume`` command (same journal and options) are printed.
+
+A run refused with ``4`` or ``5`` creates no journal (nor lock file): everything is checked
+before. ``payouts validate FILE`` (and ``payouts run --dry-run``) prints every check (the file,
+the caps, the configuration, the credentials, the balance) and sends no transfer: ``0`` ready,
+``4`` the file, a cap or the balance refuses the run, ``5`` the configuration.
 
 ``doku-async journal backup JOURNAL DEST`` copies a journal, even one a run is using, into one
 consistent file; ``doku-async journal export JOURNAL`` writes its items as CSV or JSON lines.
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
+from .._version import __version__
 from ..bulk import (
     CsvInputError,
     IncompletePlanError,
@@ -48,6 +56,7 @@ from ..bulk import (
     PlanMismatchError,
     PreflightError,
 )
+from ._caps import add_cap_options
 from ._common import (
     CORRUPT_ADVICE,
     EXIT_CONFIG,
@@ -56,6 +65,7 @@ from ._common import (
     EXIT_JOURNAL,
     EXIT_JOURNAL_IN_USE,
     JournalFailure,
+    Refused,
     journal_error,
 )
 from ._journal import journal_command
@@ -63,6 +73,7 @@ from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
 from ._reconcile import add_reconcile_parser, reconcile_command
 from ._summary import print_events
+from ._validate import add_validate_parser, validate_command
 
 __all__ = ["main"]
 
@@ -74,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "environment variables (DOKU_CLIENT_ID, DOKU_CLIENT_SECRET, DOKU_PRIVATE_KEY or "
         "DOKU_PRIVATE_KEY_PATH, DOKU_BASE_URL or DOKU_ENVIRONMENT).",
     )
+    parser.add_argument("--version", action="version", version=f"doku-async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     payouts = commands.add_parser("payouts", help="bulk payouts through Kirim DOKU")
@@ -84,11 +96,16 @@ def _parser() -> argparse.ArgumentParser:
         "csv", help="columns: reference,bank_code,account_number,account_name,amount[,remark]"
     )
     run.add_argument("--journal", required=True, help="SQLite journal (created or resumed)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="check everything as 'validate' does; send nothing"
+    )
     _add_run_options(run)
 
     resume = sub.add_parser("resume", help="finish a run from its journal")
     resume.add_argument("journal", help="the run's SQLite journal")
     _add_run_options(resume)
+
+    add_validate_parser(sub)
 
     add_reconcile_parser(sub)
 
@@ -115,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    add_cap_options(p)
     p.add_argument("--out", help="write per-item results to this CSV")
     p.add_argument("--concurrency", type=int, default=32, help="workers (32)")
     p.add_argument("--rate", type=float, help="requests per second (unpaced by default)")
@@ -159,6 +177,10 @@ def _run_payouts(args: argparse.Namespace) -> int:
     except (ConfigurationError, AuthenticationError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except Refused as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.code
     except JournalLockedError as exc:
         print(f"refused: {exc.message}", file=sys.stderr)
         return EXIT_JOURNAL_IN_USE
@@ -168,7 +190,9 @@ def _run_payouts(args: argparse.Namespace) -> int:
         return EXIT_JOURNAL
     except KeyboardInterrupt:
         print(
-            "interrupted; the journal is consistent: resume with 'payouts resume'", file=sys.stderr
+            "interrupted before or after the payouts (none was in flight); the journal, if "
+            "created, is consistent: run the same command again to continue",
+            file=sys.stderr,
         )
         return EXIT_INTERRUPTED
 
@@ -180,7 +204,7 @@ def _log_to_stderr() -> Iterator[None]:
     if logging.getLogger().handlers:
         yield
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setLevel(logging.WARNING)
     handler.setFormatter(_OneLine("%(levelname)s: %(message)s"))
     logger = logging.getLogger("doku_async")
@@ -189,6 +213,15 @@ def _log_to_stderr() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr``, which a progress bar may redirect while it is
+    drawn (so a warning shows above the bar instead of breaking it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class _OneLine(logging.Formatter):
@@ -201,6 +234,8 @@ async def _payouts(args: argparse.Namespace) -> int:
         return await _status(args)
     if args.action == "reconcile":
         return await reconcile_command(args)
+    if args.action == "validate":
+        return await validate_command(args)
     return await run_command(args)
 
 

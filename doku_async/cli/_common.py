@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 
-from ..bulk import Journal
+from ..bulk import BulkProgress, Journal
 
 EXIT_INVALID_INPUT = 4
 EXIT_CONFIG = 5
@@ -66,3 +66,28 @@ def open_journal(args: argparse.Namespace) -> Journal:
                 CORRUPT_ADVICE,
             ]
         ) from None
+
+
+class Refused(Exception):
+    """The command refused to start (nothing sent); ``lines`` say why, ``code`` is the exit
+    code (4 for the input, 5 for the configuration)."""
+
+    def __init__(self, lines: list[str], code: int) -> None:
+        super().__init__(lines[0] if lines else "refused")
+        self.lines = lines
+        self.code = code
+
+
+def counts_text(p: BulkProgress) -> str:
+    """``ok 197  failed 2  ...  1,234/s``: succeeded always, the other counts when not zero."""
+    rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
+    others = (
+        ("accepted", p.accepted),
+        ("pending", p.pending),
+        ("failed", p.failed),
+        ("refunded", p.refunded),
+        ("unknown", p.unknown),
+        ("skipped", p.skipped),
+    )
+    parts = [f"ok {p.succeeded}", *(f"{name} {count}" for name, count in others if count)]
+    return "  ".join([*parts, f"{rate:,.0f}/s"])

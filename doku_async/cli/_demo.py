@@ -17,7 +17,7 @@ from .._client import DokuClient
 from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, payout_item
 from ..testing import DokuSimulator, SimulatorCredentials
 from ..webhooks import ConfirmedNotification, create_webhook_app, follow_journal
-from ._progress import ProgressPrinter
+from ._progress import progress_display
 
 CUSTOMER_NUMBER = "628115678890"
 
@@ -134,7 +134,7 @@ async def _pay(
     concurrency: int,
     creds: SimulatorCredentials,
 ) -> tuple[BulkSummary, float]:
-    progress = ProgressPrinter()
+    progress = progress_display()
     bulk = BulkRunner(
         doku,
         customer_number=CUSTOMER_NUMBER,

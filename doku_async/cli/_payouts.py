@@ -6,80 +6,94 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sqlite3
 import sys
 from decimal import Decimal
-from pathlib import Path
 
 from .._client import DokuClient
-from .._exceptions import ConfigurationError
-from ..bulk import (
-    BulkRunner,
-    BulkSummary,
-    Journal,
-    PayoutItem,
-    PlanSource,
-    ResultWriter,
-    read_payout_file,
-)
+from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, ResultWriter
 from ._common import EXIT_INTERRUPTED, JournalFailure, before_sending, journal_error, open_journal
-from ._progress import ProgressPrinter
+from ._preflight import Preflight, check_doku, check_local
+from ._progress import progress_display
+from ._resume import print_interrupted, resume_command
 from ._stopped import Results, stopped_on_journal_error
 from ._summary import report_journal, worse
+from ._validate import validate_command
 
 
 async def run_command(args: argparse.Namespace) -> int:
-    """Run ``payouts run`` or ``payouts resume``; returns the exit code."""
-    source: PlanSource | None = None
-    items: list[PayoutItem] = []
-    total = Decimal("0.00")
-    if args.action == "run":
-        payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
-        items, total = payouts.items, payouts.total
-        source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
-    elif not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat before starting
-        raise ConfigurationError(f"no journal at {args.journal}")
-    journal = open_journal(args)
-    try:
-        items, total, customer = _prepare(args, journal, items, total, source)
-        runner, summary = await _pay(args, journal, items, total, customer)
-        _print_summary(summary, args.journal)
+    """Run ``payouts run`` or ``payouts resume``; returns the exit code.
+
+    Everything is checked before a new journal is created or anything is sent (the file, the
+    caps, the settings, the credentials and, with ``--check-balance``, the balance): a run
+    refused for those leaves no journal behind. An existing journal is opened (its lock, its
+    plan) before DOKU is asked anything."""
+    if getattr(args, "dry_run", False):
+        return await validate_command(args)
+    pf = check_local(args)
+    if pf.problems:
+        raise pf.refusal()  # nothing created, no request made
+    assert pf.client is not None
+    async with pf.client as doku:
+        if not pf.journal_exists:
+            await _check_doku(pf, args)
+        journal = open_journal(args)
         try:
-            # The whole file's totals, from the journal (the single record), not this run's.
-            journal_code = report_journal(journal, args.journal, out=args.out)
-            journal.close()  # commits the last outcomes, checkpoints, releases the lock
-        except sqlite3.Error as exc:
-            raise JournalFailure(
-                journal_error(
-                    args.journal,
-                    exc,
-                    doing="write the last outcomes to",
-                    sent="The results above (and in --out) are complete; a resume settles "
-                    "the items whose outcome was not recorded through check status.",
-                )
-            ) from None
-    finally:
-        with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
-            journal.close()
+            items, total = _prepare(args, journal, pf)
+            if pf.journal_exists:
+                await _check_doku(pf, args)
+            runner, summary = await _pay(args, doku, journal, items, total, pf)
+            _print_summary(summary, args.journal)
+            code = _report(args, journal, runner, summary)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
+                journal.close()
+    return code
+
+
+async def _check_doku(pf: Preflight, args: argparse.Namespace) -> None:
+    """The credentials (a token) and, with ``--check-balance``, the balance; refuses."""
+    await check_doku(pf, balance=args.check_balance)
+    if pf.problems:
+        raise pf.refusal(planned=pf.journal_exists)
+
+
+def _report(
+    args: argparse.Namespace, journal: Journal, runner: BulkRunner, summary: BulkSummary
+) -> int:
+    """The whole journal's totals, the payouts not confirmed paid, what to run next (after a
+    Ctrl-C: the exact command that resumes); the exit code."""
+    resume = resume_command(args)
+    try:
+        # The whole file's totals, from the journal (the single record), not this run's.
+        journal_code = report_journal(journal, args.journal, out=args.out, resume=resume)
+        journal.close()  # commits the last outcomes, checkpoints, releases the lock
+    except sqlite3.Error as exc:
+        raise JournalFailure(
+            journal_error(
+                args.journal,
+                exc,
+                doing="write the last outcomes to",
+                sent="The results above (and in --out) are complete; a resume settles "
+                "the items whose outcome was not recorded through check status.",
+            )
+        ) from None
     if runner.stopped:
+        print_interrupted(summary, resume)
         return EXIT_INTERRUPTED
     return worse(summary.exit_code, journal_code)
 
 
 def _prepare(
-    args: argparse.Namespace,
-    journal: Journal,
-    items: list[PayoutItem],
-    total: Decimal,
-    source: PlanSource | None,
-) -> tuple[list[PayoutItem], Decimal, str]:
-    """Plan the file (``run``) or check the journal's plan (``resume``); the items to run,
-    their total still to pay, and the customer number. Nothing is sent."""
+    args: argparse.Namespace, journal: Journal, pf: Preflight
+) -> tuple[list[PayoutItem], Decimal]:
+    """Plan the file (``run``) or check the journal's plan (``resume``); the items to run and
+    their total still to pay. Nothing is sent."""
+    items, total = pf.items, pf.total
     try:
-        if source is not None:
-            journal.plan(items, source=source)  # one transaction, with the file's checksum
+        if pf.source is not None:
+            journal.plan(items, source=pf.source)  # one transaction, with the file's checksum
         else:
             journal.check_plan_complete()
             items = [entry.item for entry in journal.entries()]
@@ -87,56 +101,43 @@ def _prepare(
                 (entry.item.amount for entry in journal.entries(exclude_final=True)),
                 Decimal("0.00"),
             )
-        customer = (
-            args.customer_number
-            or os.environ.get("DOKU_CUSTOMER_NUMBER")
-            or journal.meta().get("customer_number")
-        )
+        assert pf.customer is not None
+        journal.set_meta(customer_number=pf.customer)
     except sqlite3.Error as exc:
         raise before_sending(args.journal, exc) from None
-    if not customer:
-        raise ConfigurationError(
-            "set --customer-number or DOKU_CUSTOMER_NUMBER (the sender's phone)"
-        )
-    return items, total, customer
+    return items, total
 
 
 async def _pay(
     args: argparse.Namespace,
+    doku: DokuClient,
     journal: Journal,
     items: list[PayoutItem],
     total: Decimal,
-    customer: str,
+    pf: Preflight,
 ) -> tuple[BulkRunner, BulkSummary]:
     """Run the items through a :class:`BulkRunner`, with progress and the results file."""
     with contextlib.ExitStack() as resources:
-        async with DokuClient.from_env() as doku:
-            runner = BulkRunner(
-                doku,
-                customer_number=customer,
-                concurrency=args.concurrency,
-                rate=args.rate,
-                journal=journal,
-                wait_for_final=args.wait_final,
-                poll_interval=args.poll_interval,
-                check_balance=args.check_balance,
-                agent_key=args.agent_key or os.environ.get("DOKU_AGENT_KEY"),
-            )
-            try:
-                journal.set_meta(customer_number=customer)
-            except sqlite3.Error as exc:
-                raise before_sending(args.journal, exc) from None
-            writer = Results(ResultWriter(args.out) if args.out else None)
-            resources.callback(writer.close)
-            printer = ProgressPrinter()
-            resources.callback(printer.close)
-            runner.progress = printer
-            try:
-                summary = await _run_with_sigint(runner, items, total, writer)
-            except sqlite3.Error as exc:
-                raise JournalFailure(
-                    stopped_on_journal_error(args, journal, exc, items, writer, runner)
-                ) from None
+        runner = BulkRunner(
+            doku,
+            customer_number=pf.customer or "",
+            concurrency=args.concurrency,
+            rate=args.rate,
+            journal=journal,
+            wait_for_final=args.wait_final,
+            poll_interval=args.poll_interval,
+        )  # the balance was checked before the journal was created
+        writer = Results(ResultWriter(args.out) if args.out else None)
+        resources.callback(writer.close)
+        display = progress_display()
+        resources.callback(display.close)
+        runner.progress = display
+        try:
+            summary = await _run_with_sigint(runner, items, total, writer)
+        except sqlite3.Error as exc:
+            raise JournalFailure(
+                stopped_on_journal_error(args, journal, exc, items, writer, runner)
+            ) from None
     return runner, summary
 
 
@@ -149,9 +150,7 @@ async def _run_with_sigint(
 
     def on_sigint() -> None:
         if not runner.stopped:
-            print(
-                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
-            )
+            print("stopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr)
             runner.stop()
         elif main_task is not None:
             main_task.cancel()
@@ -177,7 +176,7 @@ def _print_summary(summary: BulkSummary, journal: str) -> None:
         else ""
     )
     print(
-        f"done: {summary.done} items in {summary.elapsed:.1f}s "
+        f"this run: {summary.done} items in {summary.elapsed:.1f}s "
         f"({summary.throughput:,.0f}/s) - succeeded {c['succeeded']} "
         f"(IDR {summary.amount_paid:,}{earlier}), failed {c['failed']}, pending {c['pending']}, "
         f"unknown {c['unknown']}, skipped {c['skipped']}"

@@ -43,10 +43,16 @@ def worse(a: int, b: int) -> int:
 
 
 def report_journal(
-    journal: Journal, path: str, *, out: str | None = None, stream: TextIO | None = None
+    journal: Journal,
+    path: str,
+    *,
+    out: str | None = None,
+    stream: TextIO | None = None,
+    resume: str | None = None,
 ) -> int:
     """Print the journal's totals (the whole file, whatever run settled each item), list the
-    payouts not confirmed paid (at most :data:`LIST_LIMIT`) and say what to run next.
+    payouts not confirmed paid (at most :data:`LIST_LIMIT`) and say what to run next
+    (``resume``: the exact command that resumes this run, options included).
     Returns the exit code those totals call for."""
     stream = stream or sys.stdout
     totals = journal.totals()
@@ -59,7 +65,7 @@ def report_journal(
     ]
     print(f"journal {path}: {items} items - " + ", ".join(parts or ["empty"]), file=stream)
     _list_not_paid(journal, path, out, counts, stream)
-    for line in _next_steps(path, counts):
+    for line in _next_steps(path, counts, resume):
         print(line, file=stream)
     return exit_code_of(counts)
 
@@ -82,8 +88,9 @@ def _list_not_paid(
         print(f"  and {total - LIST_LIMIT} more, see {where}", file=stream)
 
 
-def _next_steps(path: str, counts: dict[str, int]) -> list[str]:
+def _next_steps(path: str, counts: dict[str, int], resume: str | None) -> list[str]:
     journal = shlex.quote(path)
+    resume = resume or f"doku-async payouts resume {journal}"
     follow = sum(counts.get(state, 0) for state in _OPEN)
     to_pay = counts.get("retry", 0) + counts.get("planned", 0)
     gone = counts.get("failed", 0) + counts.get("refunded", 0)
@@ -96,7 +103,7 @@ def _next_steps(path: str, counts: dict[str, int]) -> list[str]:
         )
     if to_pay:
         lines.append(
-            f"next: run 'doku-async payouts resume {journal}' to pay {to_pay} payout(s) not "
+            f"next: run '{resume}' to pay {to_pay} payout(s) not "
             "paid yet (nothing was paid for them)"
         )
     if gone:

@@ -168,7 +168,7 @@ async def test_run_resume_and_status_end_to_end(sim: DokuSimulator, tmp_path: Pa
         "--concurrency", "3", env=env, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result
-    assert "done: 6 items" in result.stdout
+    assert "this run: 6 items" in result.stdout
     assert "succeeded 6 (IDR 900,000.00), failed 0, pending 0, unknown 0, skipped 0" in (
         result.stdout
     )
@@ -280,6 +280,8 @@ async def test_missing_credentials_exit_5_without_traceback(
     assert result.returncode == 5, result
     assert "configuration error: DOKU_CLIENT_ID is not set" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run.db").exists()
+    assert not (tmp_path / "run.db.lock").exists()
 
     status = await cli("payouts", "status", "X", env=env, cwd=tmp_path)
     assert status.returncode == 5
@@ -308,7 +310,8 @@ async def test_missing_credentials_exit_5_without_traceback(
         "--check-balance", env=sim_env(sim, tmp_path), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 5  # --check-balance needs an agent key
-    assert "agent_key" in result.stderr
+    assert "--check-balance needs the agent key" in result.stderr
+    assert not (tmp_path / "third.db").exists()
     assert sim.requests_for("transfer_bank") == []
     assert sim.requests_for("account_inquiry") == []
 

@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from helpers import SleepRecorder
 
 from doku_async import (
+    AuthenticationError,
     BusinessRejectionError,
     ClientClosedError,
     Clocks,
@@ -257,3 +258,26 @@ async def test_a_client_never_closed_warns_naming_async_with(sim: DokuSimulator)
         del doku  # the last reference: the client is collected here, unclosed
         gc.collect()
     await transport.aclose()
+
+
+async def test_authenticate_proves_the_key_before_anything_is_paid(sim: DokuSimulator) -> None:
+    async with sim.client() as doku:
+        await doku.authenticate()
+        await doku.authenticate()  # the cached token: no second request
+        assert doku.token_fetches == 1
+    assert sim.token_requests == 1
+    assert sim.requests_for("transfer_bank") == []
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    async with sim.client(private_key=other) as doku:
+        with pytest.raises(AuthenticationError):
+            await doku.authenticate()
+
+    creds = sim.credentials
+    async with DokuClient(creds.client_id, creds.client_secret, base_url=sim.base_url) as doku:
+        with pytest.raises(ConfigurationError, match="DOKU_PRIVATE_KEY_PATH"):
+            await doku.authenticate()
