@@ -21,7 +21,7 @@ from ._item import ItemFlow
 from ._journal import FINAL_STATES, Journal
 from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
 from ._ratelimit import RateLimiter
-from ._storage import JournalStorage, is_database_url
+from ._storage import JournalBackend, is_database_url
 
 __all__ = ["BulkRunner", "PreflightError"]
 
@@ -53,7 +53,7 @@ class BulkRunner:
         concurrency: number of workers (items in flight).
         rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429).
         journal: a journal (:class:`Journal`, :class:`PostgresJournal`, or anything providing
-            :class:`JournalStorage`), a path to a SQLite one, or a ``postgresql://`` URL.
+            :class:`JournalBackend`), a path to a SQLite one, or a ``postgresql://`` URL.
         run_id: the run's id in a PostgreSQL journal opened from a URL (several runs share a
             database).
         wait_for_final: poll check status until each accepted transfer is final.
@@ -80,7 +80,7 @@ class BulkRunner:
         customer_number: str,
         concurrency: int = 32,
         rate: float | None = None,
-        journal: JournalStorage | str | os.PathLike[str] | None = None,
+        journal: JournalBackend | str | os.PathLike[str] | None = None,
         run_id: str = "default",
         wait_for_final: bool = False,
         final_timeout: float = 600.0,
@@ -304,7 +304,7 @@ class BulkRunner:
         return await self._flow.process(item)
 
 
-def _open(journal: str | os.PathLike[str], run_id: str) -> JournalStorage:
+def _open(journal: str | os.PathLike[str], run_id: str) -> JournalBackend:
     """The journal a path (SQLite) or a ``postgresql://`` URL names."""
     if is_database_url(journal):
         from ._postgres import PostgresJournal

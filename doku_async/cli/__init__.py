@@ -58,6 +58,14 @@ from ._common import (
     JournalFailure,
     journal_error,
 )
+from ._fleet import (
+    RUN_ID_HELP,
+    add_fleet_parsers,
+    fleet_command,
+    fleet_status,
+    is_database_url,
+    migrate_command,
+)
 from ._journal import journal_command
 from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
@@ -83,18 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "csv", help="columns: reference,bank_code,account_number,account_name,amount[,remark]"
     )
-    run.add_argument("--journal", required=True, help="SQLite journal (created or resumed)")
+    run.add_argument(
+        "--journal",
+        required=True,
+        help="SQLite journal (created or resumed), or postgresql://... shared by several runners",
+    )
     _add_run_options(run)
 
     resume = sub.add_parser("resume", help="finish a run from its journal")
-    resume.add_argument("journal", help="the run's SQLite journal")
+    resume.add_argument("journal", help="the run's SQLite journal, or postgresql://...")
     _add_run_options(resume)
 
     add_reconcile_parser(sub)
+    add_fleet_parsers(sub, _add_run_options)
 
     status = sub.add_parser("status", help="the latest status of one payout")
     status.add_argument("reference", help="the payout's reference (partnerReferenceNo)")
     status.add_argument("--journal", help="also show what the journal recorded, and why")
+    status.add_argument("--run-id", default="default", help=RUN_ID_HELP)
 
     journal = commands.add_parser("journal", help="back up or export a run's journal")
     jsub = journal.add_subparsers(dest="action", required=True)
@@ -107,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("journal", help="the run's SQLite journal")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default)")
     export.add_argument("--out", help="write here instead of standard output")
+    export.add_argument("--run-id", default="default", help=RUN_ID_HELP)
+    migrate = jsub.add_parser("migrate", help="bring a PostgreSQL journal's schema up to date")
+    migrate.add_argument("url", help="postgresql://...")
 
     demo = commands.add_parser("demo", help="a bulk payout on the embedded simulator")
     demo.add_argument("--items", type=int, default=1000, help="number of payouts (1000)")
@@ -122,6 +139,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-key", help="agent key for --check-balance (or DOKU_AGENT_KEY)")
     p.add_argument("--check-balance", action="store_true", help="refuse if the balance is short")
     p.add_argument("--wait-final", action="store_true", help="poll until each payout is final")
+    p.add_argument("--run-id", default="default", help=RUN_ID_HELP)
     p.add_argument(
         "--poll-interval", type=float, default=10.0, help="seconds between final-status polls"
     )
@@ -141,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(args.items, args.concurrency)
     with _log_to_stderr():
+        if args.command == "journal" and args.action == "migrate":
+            return migrate_command(args.url)
         if args.command == "journal":
             return journal_command(args)
         return _run_payouts(args)
@@ -201,11 +221,15 @@ async def _payouts(args: argparse.Namespace) -> int:
         return await _status(args)
     if args.action == "reconcile":
         return await reconcile_command(args)
+    if args.action in ("join", "plan") or is_database_url(args.journal):
+        return await fleet_command(args)
     return await run_command(args)
 
 
 async def _status(args: argparse.Namespace) -> int:
-    if args.journal:
+    if args.journal and is_database_url(args.journal):
+        fleet_status(args.journal, args.run_id, args.reference)
+    elif args.journal:
         if not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat
             raise ConfigurationError(f"no journal at {args.journal}")
         try:

@@ -1,0 +1,204 @@
+"""The command line over a PostgreSQL journal shared by runners on several machines:
+``payouts run FILE --journal postgresql://... --run-id R`` (plans the file once, then claims
+items), ``payouts join R --journal postgresql://...`` (claims items of a planned run),
+``payouts plan``, ``payouts resume postgresql://... --run-id R`` (any machine), ``payouts
+reconcile`` and ``status`` and ``journal export`` with ``--run-id``, and ``journal migrate``.
+
+The database's password never appears in what is printed: the URL is shown redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import sys
+
+from .._client import DokuClient
+from .._exceptions import ConfigurationError
+from ..bulk import (
+    BulkRunner,
+    BulkSummary,
+    Journal,
+    JournalBackend,
+    PlanSource,
+    PostgresJournal,
+    ResultWriter,
+    migrate_url,
+    read_payout_file,
+    run_shared,
+)
+from ..bulk._pgconn import redact_url
+from ..bulk._storage import is_database_url
+from ._common import EXIT_INTERRUPTED, JournalFailure, journal_error, open_journal
+from ._payouts import _print_summary
+from ._stopped import Results
+from ._summary import print_events, report_journal, worse
+
+__all__ = [
+    "add_fleet_parsers",
+    "fleet_command",
+    "fleet_status",
+    "is_database_url",
+    "migrate_command",
+    "open_any_journal",
+]
+
+RUN_ID_HELP = "the run's id in a PostgreSQL journal (default: 'default')"
+
+
+def add_fleet_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_run_options: object,
+) -> None:
+    """``payouts join`` and ``payouts plan``."""
+    join = sub.add_parser("join", help="work on a run planned in a PostgreSQL journal")
+    join.add_argument("run_id", help="the run's id")
+    join.add_argument("--journal", required=True, help="postgresql://... (the shared journal)")
+    if callable(add_run_options):
+        add_run_options(join)
+    plan = sub.add_parser("plan", help="plan a file into a PostgreSQL journal; send nothing")
+    plan.add_argument("csv", help="the payout file")
+    plan.add_argument("--journal", required=True, help="postgresql://... (the shared journal)")
+    plan.add_argument("--run-id", default="default", help=RUN_ID_HELP)
+
+
+def open_shared(url: str, run_id: str) -> PostgresJournal:
+    """Open a run of a PostgreSQL journal (exit 6 if it cannot be opened)."""
+    try:
+        return PostgresJournal(url, run_id=run_id)
+    except (sqlite3.Error, OSError) as exc:
+        raise JournalFailure(
+            journal_error(redact_url(url), exc, doing="open", sent="Nothing was sent by this run.")
+        ) from None
+
+
+def open_any_journal(args: argparse.Namespace) -> JournalBackend:
+    """``args.journal``: a PostgreSQL run (``--run-id``) or a SQLite file (locked)."""
+    if is_database_url(args.journal):
+        return open_shared(args.journal, getattr(args, "run_id", None) or "default")
+    journal: Journal = open_journal(args)
+    return journal
+
+
+def migrate_command(url: str) -> int:
+    """``journal migrate URL``: bring the journal's schema up to date."""
+    try:
+        before, after = migrate_url(url)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"journal error: {redact_url(url)}: {exc}", file=sys.stderr)
+        return 6
+    if before == after:
+        print(f"the journal {redact_url(url)} is at schema version {after}; nothing to do")
+    else:
+        print(f"the journal {redact_url(url)}: schema version {before} -> {after}")
+    return 0
+
+
+def fleet_status(url: str, run_id: str, reference: str) -> None:
+    """The journal's part of ``payouts status`` for a PostgreSQL run."""
+    journal = open_shared(url, run_id)
+    try:
+        entry = journal.get(reference)
+        events = journal.events(reference)
+    finally:
+        journal.close()
+    if entry is None:
+        print(f"journal: {reference} is not in {journal.path}")
+        return
+    print(
+        f"journal: {entry.state} code={entry.code or '-'} external_id="
+        f"{entry.external_id or '-'} reference_no={entry.reference_no or '-'}"
+    )
+    if entry.message:
+        print(f"journal message: {entry.message}")
+    print_events(events)
+
+
+async def fleet_command(args: argparse.Namespace) -> int:
+    """``payouts run|join|resume|plan`` over a PostgreSQL journal; the exit code."""
+    run_id = args.run_id or "default"
+    source: PlanSource | None = None
+    if args.action in ("run", "plan"):
+        payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
+        source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
+    journal = open_shared(args.journal, run_id)
+    shown = journal.path
+    try:
+        try:
+            if source is not None:
+                new = journal.plan(payouts.items, source=source)  # once; the same file: no-op
+                if args.action == "plan":
+                    print(f"planned {new} new item(s) in {shown}")
+                    return 0
+            else:
+                journal.check_plan_complete()
+            customer = (
+                args.customer_number
+                or os.environ.get("DOKU_CUSTOMER_NUMBER")
+                or journal.meta().get("customer_number")
+            )
+        except sqlite3.Error as exc:
+            raise _failure(shown, exc, "plan or read") from None
+        if not customer:
+            raise ConfigurationError(
+                "set --customer-number or DOKU_CUSTOMER_NUMBER (the sender's phone)"
+            )
+        runner, summary = await _pay(args, journal, customer)
+        _print_summary(summary, shown)
+        try:
+            code = report_journal(journal, redact_url(args.journal), out=args.out)
+            journal.close()
+        except sqlite3.Error as exc:
+            raise _failure(shown, exc, "write the last outcomes to") from None
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            journal.close()
+    if runner.stopped:
+        return EXIT_INTERRUPTED
+    return worse(summary.exit_code, code)
+
+
+async def _pay(
+    args: argparse.Namespace, journal: PostgresJournal, customer: str
+) -> tuple[BulkRunner, BulkSummary]:
+    with contextlib.ExitStack() as resources:
+        async with DokuClient.from_env() as doku:
+            runner = BulkRunner(
+                doku,
+                customer_number=customer,
+                concurrency=args.concurrency,
+                rate=args.rate,
+                journal=journal,
+                wait_for_final=args.wait_final,
+                poll_interval=args.poll_interval,
+            )
+            try:
+                journal.set_meta(customer_number=customer)
+            except sqlite3.Error as exc:
+                raise _failure(journal.path, exc, "write") from None
+            writer = Results(ResultWriter(args.out) if args.out else None)
+            resources.callback(writer.close)
+            try:
+                summary = await run_shared(
+                    runner, journal, resume=args.action == "resume", on_result=writer.write
+                )
+            except sqlite3.Error as exc:
+                raise JournalFailure(
+                    [
+                        *journal_error(
+                            journal.path,
+                            exc,
+                            doing="write",
+                            sent="Nothing was sent without its committed sending mark; "
+                            "'payouts resume' (any machine) settles the items in doubt through "
+                            "check status.",
+                        )
+                    ]
+                ) from None
+    return runner, summary
+
+
+def _failure(shown: str, exc: sqlite3.Error, doing: str) -> JournalFailure:
+    return JournalFailure(journal_error(shown, exc, doing=doing, sent="Nothing was sent."))
