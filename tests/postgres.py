@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,10 +104,12 @@ def free_port() -> int:
 
 
 class PrivatePostgres:
-    """A PostgreSQL server of the test's own: ``initdb`` in ``folder``, listening on
-    127.0.0.1 at a port of its own; :meth:`stop` and :meth:`start` it at will."""
+    """A PostgreSQL server of the test's own: ``initdb`` in a temporary folder the
+    ``postgres`` user can reach (pytest's own is private to root), listening on 127.0.0.1 at a
+    port of its own; :meth:`stop` and :meth:`start` it at will, :meth:`remove` at the end."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="doku-pg-"))
         self.folder = folder
         self.data = folder / "data"
         self.port = free_port()
@@ -116,7 +119,7 @@ class PrivatePostgres:
             missing("no PostgreSQL server binaries (initdb, pg_ctl)")
         assert bindir is not None
         self._bin = bindir
-        folder.mkdir(parents=True, exist_ok=True)
+        self._started = False
         os.chmod(folder, 0o777)  # noqa: S103 - a temporary folder the postgres user writes
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
 
@@ -130,13 +133,18 @@ class PrivatePostgres:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = str(self.folder / "log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        self._started = True
 
     def stop(self) -> None:
+        self._started = False
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
-    def stop_quietly(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self.stop()
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its folder."""
+        if self._started:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _pg_bindir() -> Path | None:

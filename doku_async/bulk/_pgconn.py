@@ -73,6 +73,9 @@ def transient_errors() -> tuple[type[BaseException], ...]:
         pg.PostgresConnectionError,
         pg.InterfaceError,
         pg.exceptions.OperatorInterventionError,
+        # A connection terminated in the middle of an operation: the pool closes it and
+        # opens another on the next acquire.
+        pg.exceptions.InternalClientError,
     )
 
 
@@ -108,7 +111,7 @@ class PgConnection:
 
     async def _open(self) -> None:
         self._pool = await self._pg.create_pool(
-            self._url, min_size=1, max_size=self._pool_size, command_timeout=30, timeout=10
+            self._url, min_size=0, max_size=self._pool_size, command_timeout=30, timeout=10
         )
 
     # --- calling into the pool's loop ----------------------------------------------------

@@ -141,6 +141,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait-final", action="store_true", help="poll until each payout is final")
     p.add_argument("--run-id", default="default", help=RUN_ID_HELP)
     p.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="PostgreSQL journal: seconds an item's claim "
+        "lasts without a heartbeat; a dead runner's items are taken over after it (30)",
+    )
+    p.add_argument(
         "--poll-interval", type=float, default=10.0, help="seconds between final-status polls"
     )
     p.add_argument(

@@ -10,16 +10,19 @@ The database's password never appears in what is printed: the URL is shown redac
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import sqlite3
 import sys
+import time
 
 from .._client import DokuClient
 from .._exceptions import ConfigurationError
 from ..bulk import (
     BulkRunner,
     BulkSummary,
+    IncompletePlanError,
     Journal,
     JournalBackend,
     PlanSource,
@@ -45,6 +48,8 @@ __all__ = [
     "open_any_journal",
 ]
 
+JOIN_WAIT = 30.0
+"""Seconds ``payouts join`` waits for the run to be planned."""
 RUN_ID_HELP = "the run's id in a PostgreSQL journal (default: 'default')"
 
 
@@ -64,10 +69,12 @@ def add_fleet_parsers(
     plan.add_argument("--run-id", default="default", help=RUN_ID_HELP)
 
 
-def open_shared(url: str, run_id: str) -> PostgresJournal:
+def open_shared(url: str, run_id: str, lease: float = 30.0) -> PostgresJournal:
     """Open a run of a PostgreSQL journal (exit 6 if it cannot be opened)."""
+    if lease <= 0:
+        raise ConfigurationError("--lease: must be positive")
     try:
-        return PostgresJournal(url, run_id=run_id)
+        return PostgresJournal(url, run_id=run_id, lease=lease)
     except (sqlite3.Error, OSError) as exc:
         raise JournalFailure(
             journal_error(redact_url(url), exc, doing="open", sent="Nothing was sent by this run.")
@@ -123,7 +130,7 @@ async def fleet_command(args: argparse.Namespace) -> int:
     if args.action in ("run", "plan"):
         payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
         source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
-    journal = open_shared(args.journal, run_id)
+    journal = open_shared(args.journal, run_id, getattr(args, "lease", 30.0))
     shown = journal.path
     try:
         try:
@@ -132,6 +139,8 @@ async def fleet_command(args: argparse.Namespace) -> int:
                 if args.action == "plan":
                     print(f"planned {new} new item(s) in {shown}")
                     return 0
+            elif args.action == "join":
+                await _plan_of(journal)
             else:
                 journal.check_plan_complete()
             customer = (
@@ -198,6 +207,20 @@ async def _pay(
                     ]
                 ) from None
     return runner, summary
+
+
+async def _plan_of(journal: PostgresJournal, wait: float = JOIN_WAIT) -> None:
+    """The run's complete plan; a runner joining as the first one plans waits for it (up to
+    ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            journal.check_plan_complete()
+            return
+        except IncompletePlanError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
 
 
 def _failure(shown: str, exc: sqlite3.Error, doing: str) -> JournalFailure:
