@@ -102,6 +102,10 @@ def prove(sim: DokuSimulator, url: str, run_id: str, batch: Batch, before: Decim
         journal.close()
 
 
+def paid_at_least(sim: DokuSimulator, count: int) -> Callable[[], bool]:
+    return lambda: len(sim.transfers) >= count
+
+
 def no_traceback(results: list[Cli]) -> None:
     for result in results:
         assert "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -117,7 +121,7 @@ async def test_four_runners_two_killed_and_restarted(
 
     async def kill_two(procs: list[asyncio.subprocess.Process]) -> list[list[str]]:
         for mark, victim in zip(marks, victims, strict=True):
-            await wait_until(lambda m=mark: len(sim.transfers) >= m, timeout=TIMEOUT)
+            await wait_until(paid_at_least(sim, mark), timeout=TIMEOUT)
             procs[victim].kill()
             killed.append(victim)
         return [runner_args(Path(), pg_url, "kill", join=True) for _ in victims]
@@ -139,7 +143,7 @@ async def test_every_journal_connection_terminated_mid_run(
 
     async def terminate(procs: list[asyncio.subprocess.Process]) -> list[list[str]]:
         for mark in (ITEMS // 5, ITEMS // 2):
-            await wait_until(lambda m=mark: len(sim.transfers) >= m, timeout=TIMEOUT)
+            await wait_until(paid_at_least(sim, mark), timeout=TIMEOUT)
             terminated.append(await terminate_connections(pg_url, schema))
         return []
 
