@@ -11,6 +11,7 @@ start one, unless ``CI`` is set: there they fail.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -61,6 +62,13 @@ async def _execute(dsn: str, sql: str) -> None:
         await conn.close()
 
 
+def execute(dsn: str, sql: str) -> None:
+    """Run ``sql`` on ``dsn``, blocking (on a thread of its own, so it works inside an event
+    loop too)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _execute(dsn, sql)).result(timeout=30)
+
+
 @contextlib.contextmanager
 def fresh_schema(prefix: str = "doku_t") -> Iterator[str]:
     """A new schema on the test server; yields a DSN whose ``search_path`` is it. Dropped on
@@ -68,13 +76,13 @@ def fresh_schema(prefix: str = "doku_t") -> Iterator[str]:
     dsn = postgres_dsn()
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_execute(dsn, f"CREATE SCHEMA {schema}"))
+        execute(dsn, f"CREATE SCHEMA {schema}")
     except (OSError, asyncpg.PostgresError) as exc:
         missing(f"no PostgreSQL at {dsn} ({type(exc).__name__})")
     try:
         yield with_search_path(dsn, schema)
     finally:
-        asyncio.run(_execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 async def terminate_connections(dsn: str, schema: str) -> int:

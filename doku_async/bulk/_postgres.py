@@ -52,7 +52,7 @@ _APPLY_STATES = PayoutState.ALL | {"retry"}
 
 def migrate_url(url: str) -> tuple[int, int]:
     """Apply the schema's migrations to the database ``url`` names; (before, after)."""
-    conn = PgConnection(url, retry_for=10)
+    conn = PgConnection(url, retry_for=3)
     try:
         return conn.call(conn.with_conn(migrate))
     finally:

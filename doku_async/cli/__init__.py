@@ -141,6 +141,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait-final", action="store_true", help="poll until each payout is final")
     p.add_argument("--run-id", default="default", help=RUN_ID_HELP)
     p.add_argument(
+        "--journal-retry",
+        type=float,
+        default=60.0,
+        help="PostgreSQL journal: seconds a lost "
+        "connection is retried (the run pauses) before the run stops (60)",
+    )
+    p.add_argument(
         "--lease",
         type=float,
         default=30.0,

@@ -67,14 +67,17 @@ def add_fleet_parsers(
     plan.add_argument("csv", help="the payout file")
     plan.add_argument("--journal", required=True, help="postgresql://... (the shared journal)")
     plan.add_argument("--run-id", default="default", help=RUN_ID_HELP)
+    plan.set_defaults(lease=30.0, journal_retry=10.0)
 
 
-def open_shared(url: str, run_id: str, lease: float = 30.0) -> PostgresJournal:
+def open_shared(
+    url: str, run_id: str, lease: float = 30.0, retry_for: float = 3.0
+) -> PostgresJournal:
     """Open a run of a PostgreSQL journal (exit 6 if it cannot be opened)."""
-    if lease <= 0:
-        raise ConfigurationError("--lease: must be positive")
+    if lease <= 0 or retry_for <= 0:
+        raise ConfigurationError("--lease and --journal-retry: must be positive")
     try:
-        return PostgresJournal(url, run_id=run_id, lease=lease)
+        return PostgresJournal(url, run_id=run_id, lease=lease, retry_for=retry_for)
     except (sqlite3.Error, OSError) as exc:
         raise JournalFailure(
             journal_error(redact_url(url), exc, doing="open", sent="Nothing was sent by this run.")
@@ -84,7 +87,8 @@ def open_shared(url: str, run_id: str, lease: float = 30.0) -> PostgresJournal:
 def open_any_journal(args: argparse.Namespace) -> JournalBackend:
     """``args.journal``: a PostgreSQL run (``--run-id``) or a SQLite file (locked)."""
     if is_database_url(args.journal):
-        return open_shared(args.journal, getattr(args, "run_id", None) or "default")
+        # reconcile writes as it goes: a restarting server is waited for a while
+        return open_shared(args.journal, args.run_id or "default", retry_for=30.0)
     journal: Journal = open_journal(args)
     return journal
 
@@ -130,7 +134,7 @@ async def fleet_command(args: argparse.Namespace) -> int:
     if args.action in ("run", "plan"):
         payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
         source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
-    journal = open_shared(args.journal, run_id, getattr(args, "lease", 30.0))
+    journal = open_shared(args.journal, run_id, args.lease, args.journal_retry)
     shown = journal.path
     try:
         try:

@@ -1,0 +1,112 @@
+"""The command line over a PostgreSQL journal (issue 16), end to end in subprocesses:
+``journal migrate``, ``payouts plan`` (once; another file refused), ``payouts run`` then
+``status``, ``journal export``, ``reconcile`` and ``resume`` from "another machine" (a fresh
+process), and the database password never printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli_process import cli, sim_env, write_items
+from postgres import fresh_schema
+
+from doku_async.bulk import PayoutItem, payout_item
+from doku_async.testing import DokuSimulator
+
+
+def make_items(n: int, tag: str) -> list[PayoutItem]:
+    return [
+        payout_item(
+            reference=f"{tag}-{i:03d}",
+            bank_code="014",
+            account_number=f"8{i:09d}",
+            account_name=f"DRIVER {i}",
+            amount=f"{10_000 + i}.25",
+            line=i + 2,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_migrate_twice(sim: DokuSimulator, tmp_path: Path) -> None:
+    env = sim_env(sim, tmp_path)
+    with fresh_schema("doku_mig") as url:
+        first = await cli("journal", "migrate", url, env=env, cwd=tmp_path)
+        again = await cli("journal", "migrate", url, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "schema version 0 -> 1" in first.stdout
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout
+
+
+async def test_plan_once_then_another_file_is_refused(
+    pg_url: str, sim: DokuSimulator, tmp_path: Path
+) -> None:
+    env = sim_env(sim, tmp_path)
+    batch = make_items(12, "CLIPLAN")
+    first = write_items(tmp_path / "a.csv", batch)
+    other = write_items(tmp_path / "b.csv", batch[:6])
+    planned = await cli(
+        "payouts", "plan", str(first), "--journal", pg_url, "--run-id", "p", env=env, cwd=tmp_path
+    )
+    same = await cli(
+        "payouts", "plan", str(first), "--journal", pg_url, "--run-id", "p", env=env, cwd=tmp_path
+    )
+    refused = await cli(
+        "payouts", "run", str(other), "--journal", pg_url, "--run-id", "p", env=env, cwd=tmp_path
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "planned 12 new item(s)" in planned.stdout
+    assert "planned 0 new item(s)" in same.stdout
+    assert refused.returncode == 4, refused
+    assert "planned from another file" in refused.stderr
+    assert sim.requests_for("transfer_bank") == []
+
+
+async def test_run_then_any_machine_sees_and_finishes_it(
+    pg_url: str, sim: DokuSimulator, tmp_path: Path
+) -> None:
+    env = sim_env(sim, tmp_path)
+    batch = make_items(30, "CLIRUN")
+    csv_path = write_items(tmp_path / "p.csv", batch)
+    shared = ("--journal", pg_url, "--run-id", "e2e")
+    run = await cli(
+        "payouts", "run", str(csv_path), *shared, "--wait-final", "--poll-interval", "0.05",
+        "--out", str(tmp_path / "out.csv"), env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert all(sim.transfer_count(item.reference) == 1 for item in batch)
+    reference = batch[0].reference
+    status = await cli("payouts", "status", reference, *shared, env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "journal: succeeded" in status.stdout
+    export = await cli("journal", "export", pg_url, "--run-id", "e2e", "--format", "jsonl",
+                       env=env, cwd=tmp_path)  # fmt: skip
+    rows = [json.loads(line) for line in export.stdout.splitlines()]
+    assert [row["reference"] for row in rows] == [item.reference for item in batch]
+    assert {row["state"] for row in rows} == {"succeeded"}
+    reconcile = await cli("payouts", "reconcile", pg_url, "--run-id", "e2e", env=env, cwd=tmp_path)
+    assert reconcile.returncode == 0, reconcile.stderr
+    sent = len(sim.requests_for("transfer_bank"))
+    resume = await cli("payouts", "resume", pg_url, "--run-id", "e2e", env=env, cwd=tmp_path)
+    assert resume.returncode == 0, resume.stderr
+    assert len(sim.requests_for("transfer_bank")) == sent  # nothing paid twice
+
+
+async def test_the_database_password_is_never_printed(sim: DokuSimulator, tmp_path: Path) -> None:
+    env = sim_env(sim, tmp_path)
+    secret = "pw-never-printed-4711"
+    url = f"postgresql://doku:{secret}@127.0.0.1:1/payouts"
+    results = [
+        await cli("payouts", "resume", url, "--run-id", "r", "--journal-retry", "0.3",
+                  env=env, cwd=tmp_path),
+        await cli("payouts", "status", "REF-1", "--journal", url, env=env, cwd=tmp_path,
+                  timeout=60),
+        await cli("journal", "migrate", url, env=env, cwd=tmp_path, timeout=60),
+    ]  # fmt: skip
+    for result in results:
+        assert result.returncode == 6, result
+        assert secret not in result.stdout + result.stderr
+        assert "doku:***@127.0.0.1" in result.stderr
+        assert "Traceback" not in result.stderr
