@@ -49,7 +49,7 @@ def redact_url(url: str) -> str:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port else ""
         netloc = f"{parts.username or ''}:***@{host}{port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     except ValueError:
         return "postgresql://(unreadable URL)"
 

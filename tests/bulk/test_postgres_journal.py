@@ -27,6 +27,7 @@ from doku_async.bulk import (
     payout_item,
     run_shared,
 )
+from doku_async.bulk._pgconn import redact_url
 from doku_async.bulk._schema import runner_moves
 from doku_async.testing import DokuSimulator
 
@@ -215,3 +216,18 @@ def test_the_password_is_never_shown() -> None:
         PostgresJournal(url, retry_for=0.2)
     assert secret not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u:pw@db:5433/x?sslmode=require",
+            "postgresql://u:***@db:5433/x?sslmode=require",
+        ),
+        ("postgresql://u@db/x", "postgresql://u@db/x"),
+        ("postgres://u:p%40ss@[::1]:5432/x", "postgres://u:***@[::1]:5432/x"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
