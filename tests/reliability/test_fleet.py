@@ -11,18 +11,28 @@ Sizes: see ``ITEMS`` (measured on 2 shared cores, the figures are in the README)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from decimal import Decimal
 from pathlib import Path
 
-from _matrix import Batch, assert_settled, make_batch, settle_simulator
+import pytest
+from _matrix import (
+    CUSTOMER,
+    Batch,
+    assert_journal_matches_ledger,
+    assert_settled,
+    make_batch,
+    settle_simulator,
+)
 from cli_process import Cli, finish, killed_on_exit, sim_env, start, write_items
-from helpers import wait_until
+from helpers import client_for, wait_until
 from postgres import PrivatePostgres, terminate_connections
 
-from doku_async.bulk import PostgresJournal
+from doku_async.bulk import BulkRunner, PlanSource, PostgresJournal, run_shared
 from doku_async.testing import DokuSimulator
 
 ITEMS = 2000
@@ -183,5 +193,62 @@ async def test_private_postgres_restarted_mid_run(sim: DokuSimulator, tmp_path: 
         assert all(r.returncode in (0, 1, 3) for r in results), [r.returncode for r in results]
         settled_first = prove(sim, url, "restart", batch, before)
         print(f"restart: settled first {settled_first}")
+    finally:
+        server.remove()
+
+
+async def test_an_outage_past_the_retry_budget_stops_the_run_consistent(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    """The journal's server goes away for longer than ``retry_for``: the run stops with a
+    journal error, nothing was sent without its committed mark (every transfer in the ledger
+    is ``sending`` or later in the journal), and a resume once the server is back settles
+    every item, paid once."""
+    items = 300
+    batch = make_batch(items, "GONE")
+    sim.inject("transfer_bank", "latency", delay=0.02, times=items)
+    balance_before = sim.balance()
+    server = PrivatePostgres()
+    try:
+        server.start()
+        journal = PostgresJournal(server.url, run_id="gone", retry_for=1.0, lease=2.0)
+        journal.plan(batch.items, source=PlanSource(items, "e" * 64))
+        stopped: list[int] = []
+
+        async def stop_server() -> None:
+            await wait_until(paid_at_least(sim, items // 4), timeout=TIMEOUT)
+            await asyncio.to_thread(server.stop)
+            stopped.append(len(sim.transfers))
+
+        async with client_for(sim) as doku:
+            runner = BulkRunner(doku, customer_number=CUSTOMER, concurrency=8, journal=journal)
+            outage = asyncio.create_task(stop_server())
+            with pytest.raises(sqlite3.Error, match="could not be reached"):
+                await run_shared(runner, journal)
+            await outage
+        with contextlib.suppress(sqlite3.Error):
+            journal.close()
+        await settle_simulator(sim)
+        assert stopped
+        assert len(sim.transfers) < items  # it really stopped mid-run
+        await asyncio.to_thread(server.start)
+        reader = PostgresJournal(server.url, run_id="gone")
+        try:
+            assert_journal_matches_ledger(reader, sim, batch)  # no transfer without its mark
+        finally:
+            reader.close()
+        again = PostgresJournal(server.url, run_id="gone")
+        try:
+            async with client_for(sim) as doku:
+                runner = BulkRunner(
+                    doku, customer_number=CUSTOMER, concurrency=8, journal=again,
+                    wait_for_final=True, poll_interval=0.05,
+                )  # fmt: skip
+                await run_shared(runner, again, resume=True)
+            await settle_simulator(sim)
+            assert again.counts().get("unknown", 0) == 0
+            assert_settled(again, sim, batch, balance_before)
+        finally:
+            again.close()
     finally:
         server.remove()
