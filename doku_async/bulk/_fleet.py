@@ -42,7 +42,7 @@ async def claimed_items(
 ) -> AsyncIterator[PayoutItem]:
     """The items this runner claims, batch by batch, until none is left to claim and no
     other runner holds any (so a dead runner's items are taken over)."""
-    wait = poll if poll is not None else min(1.0, journal.lease / 4)
+    wait = poll if poll is not None else min(0.25, journal.lease / 4)
     after = 0
     while not stopping():
         items, last = await journal.claim(batch, resume=resume, after=after)

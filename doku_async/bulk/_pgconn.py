@@ -96,6 +96,7 @@ class PgConnection:
         self._thread.start()
         self._lock = threading.Lock()
         self._queue: list[_Write] = []
+        self._kick_pending = False
         self._flusher: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.closed = False
@@ -179,9 +180,14 @@ class PgConnection:
         with self._lock:
             self.check_writable()
             self._queue.extend(writes)
+            if self._kick_pending:
+                return  # the pending kick (or the running flusher) takes these too
+            self._kick_pending = True
         self._loop.call_soon_threadsafe(self._kick)
 
     def _kick(self) -> None:
+        with self._lock:
+            self._kick_pending = False
         if self._flusher is None or self._flusher.done():
             self._flusher = self._loop.create_task(self._flush_all())
 
@@ -208,15 +214,23 @@ class PgConnection:
                     done.set_result(ok)
 
     async def _commit(self, batch: list[_Write]) -> list[bool]:
+        """One transaction for ``batch``: each statement's rows in one pipelined round trip
+        (``executemany``), in the order the statements first appear; then the writes awaited
+        (sending marks), whose statement returns the reference (``args[1]``) it took effect
+        on. Writes of one statement keep their order; the runner never queues two writes of
+        different statements for one item whose order matters in one batch (an item's
+        outcome is queued only after its mark committed)."""
+        plain: dict[str, list[tuple[object, ...]]] = {}
+        awaited: dict[str, list[tuple[object, ...]]] = {}
+        for sql, args, done in batch:
+            (plain if done is None else awaited).setdefault(sql, []).append(args)
+        took: set[object] = set()
         async with self._pool.acquire() as conn, conn.transaction():
-            results = []
-            for sql, args, done in batch:
-                if done is None:
-                    await conn.execute(sql, *args)
-                    results.append(True)
-                else:
-                    results.append(await conn.fetchval(sql, *args) is not None)
-            return results
+            for sql, rows in plain.items():
+                await conn.executemany(sql, rows)
+            for sql, rows in awaited.items():
+                took.update(row[0] for row in await conn.fetchmany(sql, rows))
+        return [done is None or args[1] in took for _, args, done in batch]
 
     async def _drain(self) -> None:
         """Wait until everything queued so far is committed; raise if the journal failed."""

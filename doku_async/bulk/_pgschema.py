@@ -113,7 +113,7 @@ MARK_SENDING = (
     "session_id=COALESCE(excluded.session_id, doku_items.session_id), "
     "updated=excluded.updated, owner=excluded.owner, lease_until=excluded.lease_until "
     "WHERE (doku_items.owner IS NULL OR doku_items.owner = excluded.owner) "
-    "AND doku_items.state NOT IN ('succeeded', 'failed', 'refunded') RETURNING 1"
+    "AND doku_items.state NOT IN ('succeeded', 'failed', 'refunded') RETURNING reference"
 )
 """The sending mark: only by the item's lease holder (or on an item nobody holds), and never
 over a final state. No row back: the mark was not made, and the transfer must not go out."""
