@@ -130,6 +130,10 @@ def fleet_status(url: str, run_id: str, reference: str) -> None:
 async def fleet_command(args: argparse.Namespace) -> int:
     """``payouts run|join|resume|plan`` over a PostgreSQL journal; the exit code."""
     run_id = args.run_id or "default"
+    if getattr(args, "check_balance", False):
+        raise ConfigurationError(
+            "--check-balance is not supported with a PostgreSQL journal yet; nothing was sent"
+        )
     source: PlanSource | None = None
     if args.action in ("run", "plan"):
         payouts = read_payout_file(args.csv)  # the whole file, before anything is sent
