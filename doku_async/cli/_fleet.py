@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import os
+import shlex
 import sqlite3
 import sys
 import time
@@ -165,7 +167,7 @@ async def fleet_command(args: argparse.Namespace) -> int:
         runner, summary = await _pay(args, journal, customer)
         _print_summary(summary, shown)
         try:
-            code = report_journal(journal, redact_url(args.journal), out=args.out)
+            code = report_shared(journal, args.journal, run_id, out=args.out)
             journal.close()
         except sqlite3.Error as exc:
             raise _failure(shown, exc, "write the last outcomes to") from None
@@ -229,6 +231,21 @@ async def _plan_of(journal: PostgresJournal, wait: float = JOIN_WAIT) -> None:
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.2)
+
+
+def report_shared(journal: JournalBackend, url: str, run_id: str, *, out: str | None = None) -> int:
+    """:func:`report_journal` for a PostgreSQL run: the commands it suggests carry
+    ``--run-id`` (and the URL without its password)."""
+    shown = redact_url(url)
+    buffer = io.StringIO()
+    code = report_journal(journal, shown, out=out, stream=buffer)
+    quoted = shlex.quote(shown)
+    with_run = f"{quoted} --run-id {shlex.quote(run_id)}"
+    for line in buffer.getvalue().splitlines():
+        if line.startswith("next:") or "journal export" in line:
+            line = line.replace(quoted, with_run)
+        print(line)
+    return code
 
 
 def _failure(shown: str, exc: sqlite3.Error, doing: str) -> JournalFailure:

@@ -19,7 +19,7 @@ from .._exceptions import ConfigurationError
 from ..bulk import DEFAULT_REFUND_WINDOW, ReconcileChange, ReconcileReport, reconcile
 from ..bulk._pgconn import redact_url
 from ._common import JournalFailure, journal_error
-from ._fleet import is_database_url, open_any_journal
+from ._fleet import is_database_url, open_any_journal, report_shared
 from ._summary import LIST_LIMIT, report_journal
 
 DAY = 24 * 3600.0
@@ -91,7 +91,11 @@ async def reconcile_command(args: argparse.Namespace) -> int:
                 raise _failure(shown, exc) from None
         _print_report(report)
         try:
-            code = report_journal(journal, shown)
+            code = (
+                report_shared(journal, args.journal, args.run_id)
+                if shared
+                else report_journal(journal, shown)
+            )
             journal.close()
         except sqlite3.Error as exc:
             raise _failure(shown, exc) from None

@@ -5,14 +5,17 @@ process), and the database password never printed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from cli_process import cli, sim_env, write_items
 from postgres import fresh_schema
 
 from doku_async.bulk import PayoutItem, payout_item
-from doku_async.testing import DokuSimulator
+from doku_async.testing import DokuSimulator, SimulatorCredentials
 
 
 def make_items(n: int, tag: str) -> list[PayoutItem]:
@@ -64,19 +67,40 @@ async def test_plan_once_then_another_file_is_refused(
     assert sim.requests_for("transfer_bank") == []
 
 
+@pytest.fixture
+async def slow_sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
+    """A simulator whose UNPAID transfers settle after 1 s: a run without --wait-final leaves
+    them pending."""
+    async with DokuSimulator(credentials=creds, notification_delay=1.0) as simulator:
+        yield simulator
+
+
 async def test_run_then_any_machine_sees_and_finishes_it(
-    pg_url: str, sim: DokuSimulator, tmp_path: Path
+    pg_url: str, slow_sim: DokuSimulator, tmp_path: Path
 ) -> None:
+    sim = slow_sim
     env = sim_env(sim, tmp_path)
-    batch = make_items(30, "CLIRUN")
+    unpaid = payout_item(  # sandbox magic value: UNPAID, then SUCCESS
+        reference="CLIRUN-UNPAID",
+        bank_code="014",
+        account_number="9900012345",
+        account_name="DRIVER U",
+        amount="12345.00",
+        line=40,
+    )
+    batch = [*make_items(30, "CLIRUN"), unpaid]
     csv_path = write_items(tmp_path / "p.csv", batch)
     shared = ("--journal", pg_url, "--run-id", "e2e")
     run = await cli(
-        "payouts", "run", str(csv_path), *shared, "--wait-final", "--poll-interval", "0.05",
-        "--out", str(tmp_path / "out.csv"), env=env, cwd=tmp_path,
+        "payouts", "run", str(csv_path), *shared, "--out", str(tmp_path / "out.csv"),
+        env=env, cwd=tmp_path,
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 3, run.stderr  # the UNPAID one is pending
+    assert "payouts reconcile 'postgresql://" in run.stdout
+    assert "--run-id e2e' to follow 1 payout(s)" in run.stdout
     assert all(sim.transfer_count(item.reference) == 1 for item in batch)
+    async with asyncio.timeout(10):
+        await sim.drain()  # DOKU settles the UNPAID transfer
     reference = batch[0].reference
     status = await cli("payouts", "status", reference, *shared, env=env, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -85,9 +109,10 @@ async def test_run_then_any_machine_sees_and_finishes_it(
                        env=env, cwd=tmp_path)  # fmt: skip
     rows = [json.loads(line) for line in export.stdout.splitlines()]
     assert [row["reference"] for row in rows] == [item.reference for item in batch]
-    assert {row["state"] for row in rows} == {"succeeded"}
+    assert {row["state"] for row in rows} == {"succeeded", "pending"}
     reconcile = await cli("payouts", "reconcile", pg_url, "--run-id", "e2e", env=env, cwd=tmp_path)
     assert reconcile.returncode == 0, reconcile.stderr
+    assert "CLIRUN-UNPAID: pending -> succeeded" in reconcile.stdout
     sent = len(sim.requests_for("transfer_bank"))
     resume = await cli("payouts", "resume", pg_url, "--run-id", "e2e", env=env, cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr
