@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import shlex
+import signal
 import sqlite3
 import sys
 import time
@@ -200,9 +201,7 @@ async def _pay(
             writer = Results(ResultWriter(args.out) if args.out else None)
             resources.callback(writer.close)
             try:
-                summary = await run_shared(
-                    runner, journal, resume=args.action == "resume", on_result=writer.write
-                )
+                summary = await _run_with_sigint(runner, journal, args.action, writer)
             except sqlite3.Error as exc:
                 raise JournalFailure(
                     [
@@ -231,6 +230,35 @@ async def _plan_of(journal: PostgresJournal, wait: float = JOIN_WAIT) -> None:
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.2)
+
+
+async def _run_with_sigint(
+    runner: BulkRunner, journal: PostgresJournal, action: str, writer: Results
+) -> BulkSummary:
+    """:func:`run_shared`; the first Ctrl-C lets payouts in flight finish (their leases are
+    let go of, so other runners take the rest), the second aborts."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if not runner.stopped:
+            print(
+                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
+            )
+            runner.stop()
+        elif task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await run_shared(runner, journal, resume=action == "resume", on_result=writer.write)
+    except asyncio.CancelledError:
+        runner.stop()
+        return runner.summary
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def report_shared(journal: JournalBackend, url: str, run_id: str, *, out: str | None = None) -> int:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cli_process import cli, sim_env, write_items
+from cli_process import cli, finish, killed_on_exit, sim_env, start, write_items
+from helpers import wait_until
 from postgres import fresh_schema
 
 from doku_async.bulk import PayoutItem, payout_item
@@ -135,3 +137,28 @@ async def test_the_database_password_is_never_printed(sim: DokuSimulator, tmp_pa
         assert secret not in result.stdout + result.stderr
         assert "doku:***@127.0.0.1" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+async def test_ctrl_c_lets_in_flight_finish_then_another_machine_resumes(
+    pg_url: str, sim: DokuSimulator, tmp_path: Path
+) -> None:
+    env = sim_env(sim, tmp_path)
+    batch = make_items(80, "CLIINT")
+    csv_path = write_items(tmp_path / "p.csv", batch)
+    sim.inject("transfer_bank", "latency", delay=0.05, times=len(batch))
+    proc = await start(
+        "payouts", "run", str(csv_path), "--journal", pg_url, "--run-id", "int",
+        "--concurrency", "4", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    async with killed_on_exit(proc):
+        await wait_until(lambda: len(sim.transfers) >= 8)
+        proc.send_signal(signal.SIGINT)
+        stopped = await finish(proc)
+    assert stopped.returncode == 130, stopped
+    assert "stopping: finishing payouts in flight" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    paid_by_first = len(sim.transfers)
+    assert paid_by_first < len(batch)
+    resume = await cli("payouts", "resume", pg_url, "--run-id", "int", env=env, cwd=tmp_path)
+    assert resume.returncode == 0, resume.stderr
+    assert all(sim.transfer_count(item.reference) == 1 for item in batch)
