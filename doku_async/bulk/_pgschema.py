@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._storage import JournalDatabaseError
+
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 SCHEMA_VERSION = 1
@@ -191,7 +193,7 @@ async def migrate(conn: Any) -> tuple[int, int]:
         exists = await conn.fetchval("SELECT to_regclass('doku_schema') IS NOT NULL")
         before = int(await conn.fetchval("SELECT version FROM doku_schema")) if exists else 0
         if before > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise JournalDatabaseError(
                 f"the journal's schema has version {before}, newer than this SDK's "
                 f"{SCHEMA_VERSION}: use a newer doku-async"
             )

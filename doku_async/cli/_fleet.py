@@ -79,6 +79,8 @@ def open_shared(
     """Open a run of a PostgreSQL journal (exit 6 if it cannot be opened)."""
     if lease <= 0 or retry_for <= 0:
         raise ConfigurationError("--lease and --journal-retry: must be positive")
+    if not run_id or len(run_id) > 200:
+        raise ConfigurationError("--run-id: 1 to 200 characters")
     try:
         return PostgresJournal(url, run_id=run_id, lease=lease, retry_for=retry_for)
     except (sqlite3.Error, OSError) as exc:

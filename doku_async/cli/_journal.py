@@ -36,6 +36,13 @@ def journal_command(args: argparse.Namespace) -> int:
     """Run ``journal backup`` or ``journal export``; returns the exit code."""
     if args.action == "export" and is_database_url(args.journal):
         return _export_shared(args)
+    if is_database_url(args.journal):
+        print(
+            f"configuration error: {redact_url(args.journal)} is a PostgreSQL journal: back it "
+            "up with the database's own tools (pg_dump); 'journal backup' copies SQLite files",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if not Path(args.journal).is_file():
         print(f"configuration error: no journal at {args.journal}", file=sys.stderr)
         return EXIT_CONFIG

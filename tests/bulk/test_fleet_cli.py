@@ -131,9 +131,14 @@ async def test_the_database_password_is_never_printed(sim: DokuSimulator, tmp_pa
         await cli("payouts", "status", "REF-1", "--journal", url, env=env, cwd=tmp_path,
                   timeout=60),
         await cli("journal", "migrate", url, env=env, cwd=tmp_path, timeout=60),
+        await cli("journal", "export", url, env=env, cwd=tmp_path, timeout=60),
     ]  # fmt: skip
+    backup = await cli("journal", "backup", url, str(tmp_path / "b.db"), env=env, cwd=tmp_path)
+    assert backup.returncode == 5, backup
+    assert "pg_dump" in backup.stderr
+    results.append(backup)
+    assert [result.returncode for result in results] == [6, 6, 6, 6, 5], results
     for result in results:
-        assert result.returncode == 6, result
         assert secret not in result.stdout + result.stderr
         assert "doku:***@127.0.0.1" in result.stderr
         assert "Traceback" not in result.stderr
