@@ -15,8 +15,10 @@ import pytest
 from cli_process import cli, finish, killed_on_exit, sim_env, start, write_items
 from helpers import wait_until
 from postgres import fresh_schema
+from test_cli import set_sim_env, threaded_sim
 
 from doku_async.bulk import PayoutItem, payout_item
+from doku_async.cli import main
 from doku_async.testing import DokuSimulator, SimulatorCredentials
 
 
@@ -167,3 +169,35 @@ async def test_ctrl_c_lets_in_flight_finish_then_another_machine_resumes(
     resume = await cli("payouts", "resume", pg_url, "--run-id", "int", env=env, cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr
     assert all(sim.transfer_count(item.reference) == 1 for item in batch)
+
+
+@pytest.mark.timeout(90)
+def test_main_in_process_over_a_shared_run(
+    pg_url: str,
+    creds: SimulatorCredentials,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same commands through ``main()`` in this process (the simulator on a thread)."""
+    batch = make_items(6, "INPROCPG")
+    csv_path = write_items(tmp_path / "p.csv", batch)
+    out = tmp_path / "out.csv"
+    shared = ["--journal", pg_url, "--run-id", "inproc"]
+    with threaded_sim(creds) as sim:
+        set_sim_env(monkeypatch, sim, tmp_path)
+        assert main(["journal", "migrate", pg_url]) == 0
+        assert main(["payouts", "plan", str(csv_path), *shared]) == 0
+        assert main(["payouts", "join", "inproc", "--journal", pg_url, "--out", str(out)]) == 0
+        assert main(["payouts", "resume", pg_url, "--run-id", "inproc"]) == 0
+        assert main(["payouts", "reconcile", pg_url, "--run-id", "inproc"]) == 0
+        assert main(["payouts", "status", batch[0].reference, *shared]) == 0
+        export = tmp_path / "export.csv"
+        assert main(["journal", "export", pg_url, "--run-id", "inproc", "--out", str(export)]) == 0
+        assert all(sim.transfer_count(item.reference) == 1 for item in batch)
+    stdout = capsys.readouterr().out
+    assert "planned 6 new item(s)" in stdout
+    assert "succeeded 6" in stdout
+    assert "journal: succeeded" in stdout
+    assert len(export.read_text(encoding="utf-8").splitlines()) == 7  # header + 6
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 7
