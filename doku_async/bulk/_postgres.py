@@ -95,6 +95,8 @@ class PostgresJournal(PostgresRecords):
         self.path = f"{redact_url(url)} (run {run_id})"
         self._db = PgConnection(url, retry_for=retry_for)
         self._claimed: dict[str, JournalEntry] = {}
+        self._held: set[str] = set()
+        """References this runner claimed and has not let go of yet."""
         try:
             self._db.call(self._db.with_conn(self._start))
         except BaseException:
@@ -181,6 +183,7 @@ class PostgresJournal(PostgresRecords):
         """Queue an outcome and its event for the next group commit, without waiting."""
         check_source(source)
         self._claimed.pop(item.reference, None)
+        self._held.discard(item.reference)  # the outcome lets go of the lease (RECORD)
         now = time.time()
         message = message[:MESSAGE_MAX]
         record = (*self._columns(item), state, code, message, reference_no, now, self.owner)
@@ -193,9 +196,12 @@ class PostgresJournal(PostgresRecords):
         self.flush()
 
     def release_soon(self, reference: str) -> None:
-        """Let go of this runner's lease on ``reference`` in the next group commit."""
+        """Let go of this runner's lease on ``reference`` in the next group commit (unless
+        its recorded outcome already did)."""
         self._claimed.pop(reference, None)
-        self._db.enqueue([(RELEASE, (self.run_id, reference, self.owner), None)])
+        if reference in self._held:
+            self._held.discard(reference)
+            self._db.enqueue([(RELEASE, (self.run_id, reference, self.owner), None)])
 
     def _columns(self, item: PayoutItem) -> tuple[object, ...]:
         return (
@@ -329,6 +335,7 @@ class PostgresJournal(PostgresRecords):
         for row in rows:
             entry = entry_from_row(tuple(row)[1:])
             self._claimed[entry.item.reference] = entry
+            self._held.add(entry.item.reference)
             items.append(entry.item)
         last = max([after, *(int(row[0]) for row in rows)])
         return items, last
