@@ -18,7 +18,6 @@ and every later write raises :class:`JournalDatabaseError`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -35,7 +34,7 @@ __all__ = ["PgConnection", "redact_url"]
 log = logging.getLogger("doku_async.bulk")
 
 T = TypeVar("T")
-_Write = tuple[str, tuple[object, ...], "concurrent.futures.Future[bool] | None"]
+_Write = tuple[str, tuple[object, ...], "asyncio.Future[bool] | None"]
 
 
 def redact_url(url: str) -> str:
@@ -205,13 +204,10 @@ class PgConnection:
                     batch.extend(self._queue)
                     self._queue = []
                 log.error("the journal %s could not be written: %s", self.shown, exc)
-                for _, _, done in batch:
-                    if done is not None and not done.done():
-                        done.set_exception(exc)
+                _settle_on_their_loops([(done, exc) for _, _, done in batch])
                 return
-            for (_, _, done), ok in zip(batch, results, strict=True):
-                if done is not None and not done.done():
-                    done.set_result(ok)
+            settled = zip(batch, results, strict=True)
+            _settle_on_their_loops([(done, ok) for (_, _, done), ok in settled])
 
     async def _commit(self, batch: list[_Write]) -> list[bool]:
         """One transaction for ``batch``: each statement's rows in one pipelined round trip
@@ -275,3 +271,27 @@ class PgConnection:
         self._thread.join(10)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _settle_on_their_loops(
+    outcomes: list[tuple[asyncio.Future[bool] | None, bool | BaseException]],
+) -> None:
+    """Resolve the awaited writes of a batch: one wake-up per waiting loop, not per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], Any]]] = {}
+    for done, outcome in outcomes:
+        if done is not None:
+            by_loop.setdefault(done.get_loop(), []).append((done, outcome))
+    for loop, pairs in by_loop.items():
+        if not loop.is_closed():  # a closed loop has nobody waiting any more
+            with contextlib.suppress(RuntimeError):  # closed in between
+                loop.call_soon_threadsafe(_settle, pairs)
+
+
+def _settle(pairs: list[tuple[asyncio.Future[bool], Any]]) -> None:
+    for done, outcome in pairs:
+        if done.done():
+            continue  # its waiter was cancelled
+        if isinstance(outcome, BaseException):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)

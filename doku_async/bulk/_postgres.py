@@ -146,7 +146,6 @@ class PostgresJournal(PostgresRecords):
             LeaseLostError: another runner holds the item: it must not be sent from here.
             JournalDatabaseError: the commit failed: the transfer must not be sent.
         """
-        done: asyncio.Future[bool]
         params = (
             *self._columns(item),
             external_id,
@@ -156,9 +155,8 @@ class PostgresJournal(PostgresRecords):
             self.lease,
         )
         self._claimed.pop(item.reference, None)
-        future: Any = _new_future()
-        self._db.enqueue([(MARK_SENDING, params, future)])
-        done = asyncio.wrap_future(future)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._db.enqueue([(MARK_SENDING, params, done)])
         if not await done:
             raise LeaseLostError(
                 f"item {item.reference} is held by another runner (or final); not sent from here"
@@ -368,9 +366,3 @@ class PostgresJournal(PostgresRecords):
             )
         )
         return int(str(result).rsplit(" ", 1)[-1])
-
-
-def _new_future() -> Any:
-    import concurrent.futures
-
-    return concurrent.futures.Future()
