@@ -56,7 +56,7 @@ def redact_url(url: str) -> str:
 def _asyncpg() -> Any:
     try:
         import asyncpg  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - the dev extra installs it
+    except ImportError:
         raise ImportError(
             "a PostgreSQL journal needs asyncpg: pip install 'doku-async[postgres]'"
         ) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -231,3 +232,52 @@ def test_the_password_is_never_shown() -> None:
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+async def test_the_heartbeat_keeps_a_lease(pg_url: str) -> None:
+    batch = items(2, "BEAT")
+    a = PostgresJournal(pg_url, run_id="beat", lease=0.6, owner="runner-a")
+    b = PostgresJournal(pg_url, run_id="beat", lease=0.6, owner="runner-b")
+    try:
+        a.plan(batch, source=PlanSource(2, "f" * 64))
+        assert len((await a.claim(10))[0]) == 2
+        for _ in range(4):  # 0.8 s in all, past the lease: renewed every 0.2 s
+            await asyncio.sleep(0.2)
+            assert await a.heartbeat() == 2
+        assert (await b.claim(10))[0] == []  # still a's
+        assert await b.held_by_others() == 2
+    finally:
+        a.close()
+        b.close()
+    # a closed runner lets go of its items
+    c = PostgresJournal(pg_url, run_id="beat", owner="runner-c")
+    try:
+        assert len((await c.claim(10))[0]) == 2
+    finally:
+        c.close()
+
+
+async def test_an_item_left_sending_is_claimed_and_its_entry_says_so(pg_url: str) -> None:
+    """A runner that stopped with an item marked ``sending`` lets go of it; the next runner
+    claims it and reads ``sending`` (so the item flow settles it through check status before
+    sending anything)."""
+    batch = items(1, "LEFT")
+    a = PostgresJournal(pg_url, run_id="left", owner="runner-a")
+    a.plan(batch, source=PlanSource(1, "0" * 64))
+    await a.mark_sending_grouped(batch[0], "2001", session_id="S1")
+    a.close()
+    b = PostgresJournal(pg_url, run_id="left", owner="runner-b")
+    try:
+        claimed, _ = await b.claim(10)
+        assert [i.reference for i in claimed] == [batch[0].reference]
+        entry = b.get(batch[0].reference)
+        assert entry is not None
+        assert (entry.state, entry.external_id, entry.session_id) == ("sending", "2001", "S1")
+    finally:
+        b.close()
+
+
+def test_without_asyncpg_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(ImportError, match=r"doku-async\[postgres\]"):
+        PostgresJournal("postgresql://u@127.0.0.1:1/x")
