@@ -25,6 +25,10 @@ command to run next. Their exit code tells the truth about the money, for the wh
 
 ``doku-async journal backup JOURNAL DEST`` copies a journal, even one a run is using, into one
 consistent file; ``doku-async journal export JOURNAL`` writes its items as CSV or JSON lines.
+
+A ``postgresql://`` URL in place of the journal selects the PostgreSQL journal shared by runners
+on several machines (``--run-id``; ``payouts join``, ``payouts plan``, ``journal migrate``): see
+:mod:`._fleet`.
 """
 
 from __future__ import annotations
