@@ -25,7 +25,7 @@ from typing import Any
 from ._common import CLIENT_CPU, DASH, Settings, pin, pinning_possible, uvloop_version
 from ._result import Result
 
-MODULES = ("overhead", "bulk", "tokens", "official", "webhook", "memory")
+MODULES = ("overhead", "bulk", "tokens", "official", "webhook", "memory", "journal")
 """Run in this order; imported only when run (spawned children re-import this module)."""
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"

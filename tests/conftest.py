@@ -4,11 +4,12 @@ simulator with one set of credentials for the whole run."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fakedoku import FakeDoku, generate_rsa_keypair, serve
 from helpers import CLIENT_ID, CLIENT_SECRET, make_client
+from postgres import fresh_schema
 
 from doku_async import DokuClient
 from doku_async.testing import DokuSimulator, SimulatorCredentials
@@ -48,3 +49,11 @@ async def sim(creds: SimulatorCredentials) -> AsyncIterator[DokuSimulator]:
     """A fresh simulator on an ephemeral loopback port (modules may override it)."""
     async with DokuSimulator(credentials=creds) as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A DSN on the test PostgreSQL whose ``search_path`` is a fresh schema of this test
+    module, dropped afterwards (skips with one line when there is no server, unless CI)."""
+    with fresh_schema() as url:
+        yield url

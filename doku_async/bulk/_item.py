@@ -42,9 +42,10 @@ from ..models.kirim import (
     TransferBankRequest,
     TransferResult,
 )
-from ._journal import FINAL_STATES, IN_DOUBT_STATES, Journal
+from ._journal import FINAL_STATES, IN_DOUBT_STATES
 from ._models import ItemResult, PayoutItem, payout_item
 from ._ratelimit import RateLimiter
+from ._storage import JournalStorage, LeaseLostError
 
 __all__ = ["ItemFlow"]
 
@@ -80,7 +81,7 @@ class ItemFlow:
         self,
         *,
         client: DokuClient,
-        journal: Journal | None,
+        journal: JournalStorage | None,
         limiter: RateLimiter,
         customer_number: str,
         sender_country_code: str,
@@ -124,6 +125,17 @@ class ItemFlow:
             raise  # the whole run is misconfigured: stop it
         except sqlite3.Error:
             raise  # the journal cannot be written: no transfer may go out without its mark
+        except LeaseLostError as exc:
+            # Another runner holds the item (a shared journal): it is theirs; nothing sent,
+            # and it may come back to this runner if theirs dies.
+            self._references.discard(marker)
+            result = ItemResult(
+                reference=item.reference,
+                status="skipped",
+                amount=item.amount,
+                message=exc.message,
+                line=item.line,
+            )
         except Exception as exc:  # never let one item stop the run
             log.exception("unexpected error on item %s", item.reference)
             state = self.journal.get(item.reference) if self.journal is not None else None

@@ -24,8 +24,9 @@ from .._client import DokuClient
 from .._exceptions import AuthenticationError, ConfigurationError, DokuError
 from .._states import PayoutState
 from ..models.kirim import CheckStatusResponse, TransactionStatus
-from ._journal import Journal, JournalEntry
+from ._journal import JournalEntry
 from ._ratelimit import RateLimiter
+from ._storage import JournalBackend
 
 __all__ = ["DEFAULT_REFUND_WINDOW", "ReconcileChange", "ReconcileReport", "reconcile"]
 
@@ -70,7 +71,7 @@ class ReconcileReport:
 
 async def reconcile(
     client: DokuClient,
-    journal: Journal,
+    journal: JournalBackend,
     *,
     refund_window: float = DEFAULT_REFUND_WINDOW,
     rate: float | RateLimiter | None = None,
@@ -111,7 +112,7 @@ async def reconcile(
 
 async def _worker(
     client: DokuClient,
-    journal: Journal,
+    journal: JournalBackend,
     limiter: RateLimiter,
     todo: Iterator[JournalEntry],
     report: ReconcileReport,

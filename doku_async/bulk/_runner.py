@@ -21,6 +21,7 @@ from ._item import ItemFlow
 from ._journal import FINAL_STATES, Journal
 from ._models import BulkProgress, BulkSummary, ItemResult, PayoutItem
 from ._ratelimit import RateLimiter
+from ._storage import JournalBackend, is_database_url
 
 __all__ = ["BulkRunner", "PreflightError"]
 
@@ -51,7 +52,10 @@ class BulkRunner:
         customer_number: the sender's phone number (``customerNumber``), ``62...``.
         concurrency: number of workers (items in flight).
         rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429).
-        journal: a :class:`Journal` or a path to one.
+        journal: a journal (:class:`Journal`, :class:`PostgresJournal`, or anything providing
+            :class:`JournalBackend`), a path to a SQLite one, or a ``postgresql://`` URL.
+        run_id: the run's id in a PostgreSQL journal opened from a URL (several runs share a
+            database).
         wait_for_final: poll check status until each accepted transfer is final.
         final_timeout: how long to wait for a final status per item, in seconds.
         poll_interval: seconds between those polls.
@@ -76,7 +80,8 @@ class BulkRunner:
         customer_number: str,
         concurrency: int = 32,
         rate: float | None = None,
-        journal: Journal | str | os.PathLike[str] | None = None,
+        journal: JournalBackend | str | os.PathLike[str] | None = None,
+        run_id: str = "default",
         wait_for_final: bool = False,
         final_timeout: float = 600.0,
         poll_interval: float = 10.0,
@@ -110,7 +115,7 @@ class BulkRunner:
         self.concurrency = concurrency
         self.limiter = RateLimiter(rate)
         self._owns_journal = isinstance(journal, str | os.PathLike)
-        self.journal = Journal(journal) if isinstance(journal, str | os.PathLike) else journal
+        self.journal = _open(journal, run_id) if isinstance(journal, str | os.PathLike) else journal
         self.wait_for_final = wait_for_final
         self.final_timeout = final_timeout
         self.poll_interval = poll_interval
@@ -297,3 +302,12 @@ class BulkRunner:
 
     async def _process(self, item: PayoutItem) -> ItemResult:
         return await self._flow.process(item)
+
+
+def _open(journal: str | os.PathLike[str], run_id: str) -> JournalBackend:
+    """The journal a path (SQLite) or a ``postgresql://`` URL names."""
+    if is_database_url(journal):
+        from ._postgres import PostgresJournal
+
+        return PostgresJournal(str(journal), run_id=run_id)
+    return Journal(journal)

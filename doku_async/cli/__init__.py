@@ -32,6 +32,10 @@ the caps, the configuration, the credentials, the balance) and sends no transfer
 
 ``doku-async journal backup JOURNAL DEST`` copies a journal, even one a run is using, into one
 consistent file; ``doku-async journal export JOURNAL`` writes its items as CSV or JSON lines.
+
+A ``postgresql://`` URL in place of the journal selects the PostgreSQL journal shared by runners
+on several machines (``--run-id``; ``payouts join``, ``payouts plan``, ``journal migrate``): see
+:mod:`._fleet`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ from ._common import (
     Refused,
     journal_error,
 )
+from ._fleet import (
+    RUN_ID_HELP,
+    add_fleet_parsers,
+    fleet_command,
+    fleet_status,
+    is_database_url,
+    migrate_command,
+)
 from ._journal import journal_command
 from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
@@ -95,23 +107,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "csv", help="columns: reference,bank_code,account_number,account_name,amount[,remark]"
     )
-    run.add_argument("--journal", required=True, help="SQLite journal (created or resumed)")
+    run.add_argument(
+        "--journal",
+        required=True,
+        help="SQLite journal (created or resumed), or postgresql://... shared by several runners",
+    )
     run.add_argument(
         "--dry-run", action="store_true", help="check everything as 'validate' does; send nothing"
     )
     _add_run_options(run)
 
     resume = sub.add_parser("resume", help="finish a run from its journal")
-    resume.add_argument("journal", help="the run's SQLite journal")
+    resume.add_argument("journal", help="the run's SQLite journal, or postgresql://...")
     _add_run_options(resume)
 
     add_validate_parser(sub)
 
     add_reconcile_parser(sub)
+    add_fleet_parsers(sub, _add_run_options)
 
     status = sub.add_parser("status", help="the latest status of one payout")
     status.add_argument("reference", help="the payout's reference (partnerReferenceNo)")
     status.add_argument("--journal", help="also show what the journal recorded, and why")
+    status.add_argument("--run-id", default="default", help=RUN_ID_HELP)
 
     journal = commands.add_parser("journal", help="back up or export a run's journal")
     jsub = journal.add_subparsers(dest="action", required=True)
@@ -124,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("journal", help="the run's SQLite journal")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default)")
     export.add_argument("--out", help="write here instead of standard output")
+    export.add_argument("--run-id", default="default", help=RUN_ID_HELP)
+    migrate = jsub.add_parser("migrate", help="bring a PostgreSQL journal's schema up to date")
+    migrate.add_argument("url", help="postgresql://...")
 
     demo = commands.add_parser("demo", help="a bulk payout on the embedded simulator")
     demo.add_argument("--items", type=int, default=1000, help="number of payouts (1000)")
@@ -140,6 +161,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-key", help="agent key for --check-balance (or DOKU_AGENT_KEY)")
     p.add_argument("--check-balance", action="store_true", help="refuse if the balance is short")
     p.add_argument("--wait-final", action="store_true", help="poll until each payout is final")
+    p.add_argument("--run-id", default="default", help=RUN_ID_HELP)
+    p.add_argument(
+        "--journal-retry",
+        type=float,
+        default=60.0,
+        help="PostgreSQL journal: seconds a lost "
+        "connection is retried (the run pauses) before the run stops (60)",
+    )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="PostgreSQL journal: seconds an item's claim "
+        "lasts without a heartbeat; a dead runner's items are taken over after it (30)",
+    )
     p.add_argument(
         "--poll-interval", type=float, default=10.0, help="seconds between final-status polls"
     )
@@ -159,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(args.items, args.concurrency)
     with _log_to_stderr():
+        if args.command == "journal" and args.action == "migrate":
+            return migrate_command(args.url)
         if args.command == "journal":
             return journal_command(args)
         return _run_payouts(args)
@@ -236,11 +274,15 @@ async def _payouts(args: argparse.Namespace) -> int:
         return await reconcile_command(args)
     if args.action == "validate":
         return await validate_command(args)
+    if args.action in ("join", "plan") or is_database_url(args.journal):
+        return await fleet_command(args)
     return await run_command(args)
 
 
 async def _status(args: argparse.Namespace) -> int:
-    if args.journal:
+    if args.journal and is_database_url(args.journal):
+        fleet_status(args.journal, args.run_id, args.reference)
+    elif args.journal:
         if not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat
             raise ConfigurationError(f"no journal at {args.journal}")
         try:

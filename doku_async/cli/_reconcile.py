@@ -17,7 +17,9 @@ from pathlib import Path
 from .._client import DokuClient
 from .._exceptions import ConfigurationError
 from ..bulk import DEFAULT_REFUND_WINDOW, ReconcileChange, ReconcileReport, reconcile
-from ._common import JournalFailure, journal_error, open_journal
+from ..bulk._pgconn import redact_url
+from ._common import JournalFailure, journal_error
+from ._fleet import is_database_url, open_any_journal, report_shared
 from ._summary import LIST_LIMIT, report_journal
 
 DAY = 24 * 3600.0
@@ -31,7 +33,8 @@ def add_reconcile_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         description="Check status for every payout accepted, pending, unknown or sending, and "
         "for succeeded ones younger than the refund window; the journal records each answer.",
     )
-    p.add_argument("journal", help="the run's SQLite journal")
+    p.add_argument("journal", help="the run's SQLite journal, or postgresql://...")
+    p.add_argument("--run-id", default="default", help="the run's id in a PostgreSQL journal")
     p.add_argument(
         "--refund-window",
         type=float,
@@ -66,13 +69,15 @@ async def reconcile_command(args: argparse.Namespace) -> int:
     """Run ``payouts reconcile``; returns the exit code."""
     if args.refund_window < 0:
         raise ConfigurationError("--refund-window: must be 0 or more days")
-    if not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat before starting
+    shared = is_database_url(args.journal)
+    if not shared and not Path(args.journal).is_file():  # noqa: ASYNC240 - one stat
         raise ConfigurationError(f"no journal at {args.journal}")
-    journal = open_journal(args)
+    journal = open_any_journal(args)
+    shown = redact_url(args.journal)
     try:
         changes = _Changes()
         async with DokuClient.from_env() as doku:
-            print(f"reconciling {args.journal} with DOKU (check status):")
+            print(f"reconciling {shown} with DOKU (check status):")
             try:
                 report = await reconcile(
                     doku,
@@ -83,13 +88,17 @@ async def reconcile_command(args: argparse.Namespace) -> int:
                     on_change=changes,
                 )
             except sqlite3.Error as exc:
-                raise _failure(args.journal, exc) from None
+                raise _failure(shown, exc) from None
         _print_report(report)
         try:
-            code = report_journal(journal, args.journal)
+            code = (
+                report_shared(journal, args.journal, args.run_id)
+                if shared
+                else report_journal(journal, shown)
+            )
             journal.close()
         except sqlite3.Error as exc:
-            raise _failure(args.journal, exc) from None
+            raise _failure(shown, exc) from None
     finally:
         with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
             journal.close()

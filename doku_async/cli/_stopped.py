@@ -11,7 +11,7 @@ from ..bulk import (
     IN_DOUBT_STATES,
     BulkRunner,
     ItemResult,
-    Journal,
+    JournalBackend,
     PayoutItem,
     ResultWriter,
 )
@@ -38,7 +38,7 @@ class Results:
 
 def stopped_on_journal_error(
     args: argparse.Namespace,
-    journal: Journal,
+    journal: JournalBackend,
     exc: sqlite3.Error,
     items: list[PayoutItem],
     results: Results,
@@ -78,7 +78,7 @@ def stopped_on_journal_error(
 
 
 def _complete_results(
-    journal: Journal, items: list[PayoutItem], results: Results
+    journal: JournalBackend, items: list[PayoutItem], results: Results
 ) -> tuple[list[tuple[str, str]], int]:
     """Write a result for every item the run did not report; the items in doubt
     (reference, X-EXTERNAL-ID) and how many were not sent."""

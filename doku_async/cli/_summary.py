@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import TextIO
 
-from ..bulk import Journal, JournalEvent
+from ..bulk import JournalBackend, JournalEvent
 
 __all__ = ["LIST_LIMIT", "exit_code_of", "print_events", "report_journal", "worse"]
 
@@ -43,7 +43,7 @@ def worse(a: int, b: int) -> int:
 
 
 def report_journal(
-    journal: Journal,
+    journal: JournalBackend,
     path: str,
     *,
     out: str | None = None,
@@ -71,7 +71,7 @@ def report_journal(
 
 
 def _list_not_paid(
-    journal: Journal, path: str, out: str | None, counts: dict[str, int], stream: TextIO
+    journal: JournalBackend, path: str, out: str | None, counts: dict[str, int], stream: TextIO
 ) -> None:
     listed_states = (*_OPEN, "failed", "refunded", "retry")
     total = sum(counts.get(state, 0) for state in listed_states)

@@ -24,7 +24,7 @@ from typing import Any
 from helpers import no_sleep
 
 from doku_async import Clocks, RetryPolicy, Timeouts
-from doku_async.bulk import BulkProgress, ItemResult, Journal, PayoutItem, payout_item
+from doku_async.bulk import BulkProgress, ItemResult, JournalBackend, PayoutItem, payout_item
 from doku_async.models.kirim import TransactionStatus
 from doku_async.testing import DokuSimulator
 
@@ -282,7 +282,9 @@ def assert_first_run_results(results: list[ItemResult]) -> None:
             assert result.external_id.isdigit(), result
 
 
-def assert_journal_matches_ledger(journal: Journal, sim: DokuSimulator, batch: Batch) -> None:
+def assert_journal_matches_ledger(
+    journal: JournalBackend, sim: DokuSimulator, batch: Batch
+) -> None:
     """The journal never claims more than the ledger shows.
 
     ``succeeded``: committed once, for that amount, and DOKU says success. ``failed``: never
@@ -310,14 +312,14 @@ def assert_journal_matches_ledger(journal: Journal, sim: DokuSimulator, batch: B
             assert entry.external_id, where
 
 
-def unsettled(journal: Journal) -> int:
+def unsettled(journal: JournalBackend) -> int:
     """Items whose transfer may have been sent and is not settled yet."""
     counts = journal.counts()
     return sum(counts.get(state, 0) for state in OPEN_STATES)
 
 
 def assert_settled(
-    journal: Journal, sim: DokuSimulator, batch: Batch, balance_before: Decimal
+    journal: JournalBackend, sim: DokuSimulator, batch: Batch, balance_before: Decimal
 ) -> None:
     """After a resume with DOKU healthy again: every item paid exactly once or definitely
     failed, as DOKU decided; the money moved is exactly the sum of the succeeded items."""
