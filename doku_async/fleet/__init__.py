@@ -1,0 +1,13 @@
+"""State shared by a fleet of processes, on Redis (the ``redis`` extra).
+
+* :class:`RedisDedupStore`: webhook de-duplication shared by every replica of a receiver.
+
+Importing this package needs nothing extra; building a store without ``redis`` installed
+raises :class:`~doku_async.ConfigurationError` naming the extra.
+"""
+
+from __future__ import annotations
+
+from ._dedup import RedisDedupStore
+
+__all__ = ["RedisDedupStore"]
