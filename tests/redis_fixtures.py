@@ -1,7 +1,7 @@
 """Fixtures (registered by tests/conftest.py) for the Redis-backed fleet state: the shared
 Redis 7 (``DOKU_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/0``), one key prefix per
-test, cleaned up afterwards, and a private ``redis-server`` for outage tests. Without Redis the tests skip with one line (fail
-when ``CI`` is set)."""
+test, cleaned up afterwards, and a private ``redis-server`` for outage tests. Without Redis
+the tests skip with one line (fail when ``CI`` is set)."""
 
 from __future__ import annotations
 
