@@ -1,6 +1,7 @@
 """State shared by a fleet of processes, on Redis (the ``redis`` extra).
 
 * :class:`RedisDedupStore`: webhook de-duplication shared by every replica of a receiver.
+* :class:`RedisTokenStore`: one B2B token for every client (``client.share_token(store)``).
 
 Importing this package needs nothing extra; building a store without ``redis`` installed
 raises :class:`~doku_async.ConfigurationError` naming the extra.
@@ -9,5 +10,6 @@ raises :class:`~doku_async.ConfigurationError` naming the extra.
 from __future__ import annotations
 
 from ._dedup import RedisDedupStore
+from ._tokens import RedisTokenStore
 
-__all__ = ["RedisDedupStore"]
+__all__ = ["RedisDedupStore", "RedisTokenStore"]
