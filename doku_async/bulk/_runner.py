@@ -50,7 +50,9 @@ class BulkRunner:
         client: the client to pay through (the runner never closes it).
         customer_number: the sender's phone number (``customerNumber``), ``62...``.
         concurrency: number of workers (items in flight).
-        rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429).
+        rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429),
+            or a :class:`RateLimiter` to share, e.g. ``doku_async.fleet.FleetRateLimiter``: one
+            rate for every runner of a fleet.
         journal: a :class:`Journal` or a path to one.
         wait_for_final: poll check status until each accepted transfer is final.
         final_timeout: how long to wait for a final status per item, in seconds.
@@ -75,7 +77,7 @@ class BulkRunner:
         *,
         customer_number: str,
         concurrency: int = 32,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         journal: Journal | str | os.PathLike[str] | None = None,
         wait_for_final: bool = False,
         final_timeout: float = 600.0,
@@ -91,7 +93,7 @@ class BulkRunner:
             raise ConfigurationError("concurrency: must be at least 1")
         if check_balance and not agent_key:
             raise ConfigurationError("check_balance needs agent_key")
-        if rate is not None and rate <= 0:
+        if isinstance(rate, int | float) and rate <= 0:
             raise ConfigurationError("rate: must be positive")
         if name_check not in NAME_CHECK_MODES:
             raise ConfigurationError("name_check: must be 'strict', 'lenient' or 'off'")
@@ -108,7 +110,7 @@ class BulkRunner:
         self.client = client
         self.customer_number = customer_number
         self.concurrency = concurrency
-        self.limiter = RateLimiter(rate)
+        self.limiter = rate if isinstance(rate, RateLimiter) else RateLimiter(rate)
         self._owns_journal = isinstance(journal, str | os.PathLike)
         self.journal = Journal(journal) if isinstance(journal, str | os.PathLike) else journal
         self.wait_for_final = wait_for_final
