@@ -15,7 +15,7 @@ from ._connect import check_prefix, redis_from_url, require
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
-    from limits.aio.strategies import MovingWindowRateLimiter
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
     from redis.asyncio import Redis
 
 __all__ = ["FleetRateLimiter"]
@@ -50,26 +50,16 @@ return tostring(rate)
 """
 
 
-def _one_key_item(limits: Any) -> type[RateLimitItem]:
-    """``limits``' per-second item keyed by its identifiers only: the amount changes with the
-    fleet's rate, and one window (one Redis list) must count every request whatever the
-    amount, or each new amount would start with an empty window and allow a burst."""
-
-    class _OneKeyPerSecond(limits.RateLimitItemPerSecond):  # type: ignore[misc]
-        def key_for(self, *identifiers: bytes | str | int | float) -> str:
-            return "/".join([self.namespace, *(str(i) for i in identifiers)])
-
-    item_type: type[RateLimitItem] = _OneKeyPerSecond
-    return item_type
-
-
 class FleetRateLimiter(RateLimiter):
     """At most ``rate`` requests per second for every process given the same ``name``.
 
-    Pacing is the ``limits`` library's moving window on Redis (a rolling one-second window,
-    or ``1/rate`` seconds below one request per second), one window per ``name`` whatever the
-    current rate. A 429 anywhere halves the fleet's
-    rate (once a second at most, kept in Redis, read by every process at most ``refresh``
+    Pacing is the ``limits`` library's sliding window counter on Redis (the previous second's
+    count weighted by how much of it is still in the window: requests spread evenly once the
+    first second is past; that first second may take ``rate`` at once): a window of
+    ``100 * rate`` slots (at most a million), where a request takes ``100 * rate / current
+    rate`` slots, so one window counts every request whatever the current rate. The fleet's
+    rate never goes below one request per second (``min_rate``). A 429 anywhere halves the
+    fleet's rate (once a second at most, kept in Redis, read by every process at most ``refresh``
     seconds later), and it climbs back by 5% of ``rate`` per second, as the in-process
     :class:`~doku_async.bulk.RateLimiter` does. A runner takes it as ``BulkRunner(rate=...)``;
     a client's own calls take ``await limiter.acquire()`` before each call and
@@ -86,12 +76,14 @@ class FleetRateLimiter(RateLimiter):
         rate: float,
         url: str,
         prefix: str = "doku:",
-        min_rate: float = 0.5,
+        min_rate: float = 1.0,
         refresh: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not isinstance(rate, int | float) or not rate > 0:
-            raise ConfigurationError("rate: give the fleet's requests per second (positive)")
+        if not isinstance(rate, int | float) or not rate >= 1:
+            raise ConfigurationError("rate: give the fleet's requests per second (at least 1)")
+        if not 1 <= min_rate <= rate:
+            raise ConfigurationError("min_rate: at least 1 request per second, at most rate")
         if not isinstance(name, str) or not name or not refresh > 0:
             raise ConfigurationError("name: give the fleet limit's name; refresh > 0")
         super().__init__(float(rate), min_rate=min_rate, sleep=sleep)
@@ -101,11 +93,19 @@ class FleetRateLimiter(RateLimiter):
         self.refresh = refresh
         storage_module = require("limits.aio.storage")
         strategies = require("limits.aio.strategies")
-        self._item_type = _one_key_item(require("limits"))
-        storage = storage_module.RedisStorage(
-            "async+" + url, implementation="redispy", key_prefix=f"{self.prefix}limits"
+        self._scale = max(1, min(100, int(1_000_000 // rate)))
+        self._item: RateLimitItem = require("limits").RateLimitItemPerSecond(
+            round(self._scale * rate), 1
         )
-        self._window: MovingWindowRateLimiter = strategies.MovingWindowRateLimiter(storage)
+        storage = storage_module.RedisStorage(  # on this limiter's connection pool
+            "async+" + url,
+            implementation="redispy",
+            key_prefix=f"{self.prefix}limits",
+            connection_pool=redis.connection_pool,
+        )
+        self._window: SlidingWindowCounterRateLimiter = strategies.SlidingWindowCounterRateLimiter(
+            storage
+        )
         self._rate_script = redis.register_script(_RATE)
         self._rate_key = f"{self.prefix}rate:{name}"
         self._read_at = -math.inf
@@ -121,10 +121,10 @@ class FleetRateLimiter(RateLimiter):
     def __repr__(self) -> str:
         return f"FleetRateLimiter(name={self.name!r}, rate={self.rate}, target={self.target})"
 
-    def _item(self, rate: float) -> RateLimitItem:
-        seconds = 1 if rate >= 1 else math.ceil(1 / rate)
-        amount = max(1, round(rate * seconds))
-        return self._item_type(amount, seconds)
+    def _cost(self, rate: float) -> int:
+        """Window slots one request takes at the fleet's current ``rate``."""
+        assert self.target is not None
+        return max(1, min(self._item.amount, round(self._scale * self.target / rate)))
 
     async def _fleet_rate(self, *, halve: bool = False) -> float:
         assert self.target is not None
@@ -142,12 +142,12 @@ class FleetRateLimiter(RateLimiter):
             rate = self.rate or 1.0
             if time.monotonic() - self._read_at >= self.refresh:
                 rate = await self._fleet_rate()
-            item = self._item(rate)
-            while not await self._window.hit(item, self.name):
+            item, cost = self._item, self._cost(rate)
+            while not await self._window.hit(item, self.name, cost=cost):
                 stats = await self._window.get_window_stats(item, self.name)
                 await self._sleep(min(max(stats.reset_time - time.time(), 0.002), 1.0))
                 if time.monotonic() - self._read_at >= self.refresh:
-                    item = self._item(await self._fleet_rate())
+                    cost = self._cost(await self._fleet_rate())
         except Exception as exc:
             log.warning("fleet rate limit unreachable (%s); pacing locally", type(exc).__name__)
             await super().acquire()
