@@ -104,6 +104,8 @@ class RedisDedupStore:
         self.wait = wait
         self.poll = poll
         self.max_hold = max_hold
+        self.waits = 0
+        """Deliveries that waited for another process's outcome (for tests and benchmarks)."""
         self._owned: dict[str, str] = {}
         self._renewals: dict[str, asyncio.Task[None]] = {}
         register = redis.register_script
@@ -181,6 +183,7 @@ class RedisDedupStore:
         ``None`` still pending after ``wait`` seconds."""
         full = self._keys(keys)
         deadline = time.monotonic() + self.wait
+        waited = False
         while True:
             values = await self.redis.mget(full)
             texts = [v.decode() if isinstance(v, bytes) else v for v in values]
@@ -190,6 +193,9 @@ class RedisDedupStore:
                 return False
             if time.monotonic() >= deadline:
                 return None
+            if not waited:
+                waited = True
+                self.waits += 1
             await asyncio.sleep(self.poll)
 
     async def bind(self, key: str, digest: str, ttl: float) -> bool:

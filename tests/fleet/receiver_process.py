@@ -81,6 +81,7 @@ async def serve(redis_url: str, prefix: str, out: TextIO) -> None:
     finally:
         await runner.cleanup()
         await store.aclose()
+        print(json.dumps({"waits": store.waits}), flush=True)
 
 
 if __name__ == "__main__":

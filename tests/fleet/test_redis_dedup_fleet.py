@@ -46,16 +46,23 @@ async def start_replica(
     return process, int(line)
 
 
-async def stop_replica(process: asyncio.subprocess.Process) -> None:
-    """Close its stdin (a clean stop), kill it if it overruns."""
-    if process.returncode is None:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+async def stop_replica(process: asyncio.subprocess.Process) -> int:
+    """Close its stdin (a clean stop), kill it if it overruns; how many of its deliveries
+    waited for another replica's outcome (0 if it had to be killed)."""
+    if process.returncode is not None:
+        return 0
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.close()
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 15)
+        await asyncio.wait_for(process.wait(), 15)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return 0
+    waits: int = json.loads(line)["waits"]
+    return waits
 
 
 async def test_three_replicas_call_back_once_per_notification_and_never_for_a_replay(
@@ -103,8 +110,8 @@ async def test_three_replicas_call_back_once_per_notification_and_never_for_a_re
                 flipped = "35" if genuine[n] == "50" else "50"
                 group.create_task(send(session, n, flipped, "replay", replica))
     finally:
-        for process, _ in replicas:
-            await stop_replica(process)
+        waits = [await stop_replica(process) for process, _ in replicas]
+    print(f"\ndeliveries that waited for another replica's outcome: {sum(waits)}")
     lines = [json.loads(line) for line in calls.read_text(encoding="utf-8").splitlines()]
     assert answers == {
         ("genuine", 200, "00"): NOTIFICATIONS,
