@@ -341,7 +341,9 @@ class DokuClient:
     def share_token(self, store: TokenStore) -> None:
         """Take the B2B token from ``store`` (``doku_async.fleet.RedisTokenStore``), shared by
         every client of the same ``client_id`` and base URL given the same store: one token
-        request per token lifetime for the fleet, and a token DOKU rejects is dropped for all."""
+        request per token lifetime for the fleet, and a token DOKU rejects is dropped for all.
+        :attr:`token_fetches` then counts reads through the store; the store's own counter
+        counts requests to DOKU."""
         scope = hashlib.sha256(f"{self.client_id}\n{self.base_url}".encode()).hexdigest()[:32]
         self._requester.tokens.share(store, scope)
 
