@@ -293,3 +293,24 @@ async def test_a_private_redis_stopped_and_restarted_mid_test(
         *(f"DK{n:07d}" for n in range(13, 18)),
     ]
     assert claimed_at_callback == [True] * 8
+
+
+async def test_a_copy_still_pending_elsewhere_after_the_wait_gets_503(
+    redis_url: str, redis_prefix: str, store: RedisDedupStore
+) -> None:
+    impatient = RedisDedupStore.from_url(redis_url, prefix=redis_prefix, wait=0.2, poll=0.01)
+    first, second = Calls(), Calls()
+    first.gate = asyncio.Event()
+    try:
+        async with replica(store, first) as (a, _), replica(impatient, second) as (b, _):
+            running = asyncio.create_task(deliver(a, 5))
+            await asyncio.wait_for(first.entered.wait(), 10)
+            s2, p2 = await deliver(b, 5)  # A is still in its callback: DOKU must retry
+            first.gate.set()
+            s1, _ = await running
+            s3, p3 = await deliver(b, 5)  # DOKU's retry, after A succeeded
+    finally:
+        await impatient.aclose()
+    assert (s1, s2, p2["responseCode"], s3, p3["responseCode"]) == (200, 503, "503", 200, "01")
+    assert len(first.calls) == 1
+    assert second.calls == []

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis_fixtures import free_port
 
-from doku_async import ConfigurationError, DokuClient
+from doku_async import ConfigurationError, DokuClient, DokuTimeoutError
 from doku_async.fleet import RedisTokenStore
 from doku_async.testing import DokuSimulator
 
@@ -114,3 +114,24 @@ def test_bad_settings_fail_before_any_io() -> None:
         RedisTokenStore.from_url("redis://127.0.0.1:6379/0", local_ttl=0)
     with pytest.raises(ConfigurationError, match="lock_timeout"):
         RedisTokenStore.from_url("redis://127.0.0.1:6379/0", lock_timeout=-1)
+
+
+async def test_waiting_for_another_process_s_refresh_is_bounded(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisTokenStore.from_url(redis_url, prefix=redis_prefix, wait=0.2, poll=0.01)
+    fetched = 0
+
+    async def fetch() -> tuple[str, float]:
+        nonlocal fetched
+        fetched += 1
+        return "token", 900.0
+
+    try:
+        # Another process holds the refresh lock and no token is shared yet.
+        await store.redis.set(f"{redis_prefix}token-lock:scope", "someone", px=10_000)
+        with pytest.raises(DokuTimeoutError, match="another process"):
+            await store.fetch("scope", fetch, None)
+    finally:
+        await store.aclose()
+    assert fetched == 0
