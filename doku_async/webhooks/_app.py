@@ -266,6 +266,8 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             return response
         except BaseException:
             outcome.set_result(False)
+            # Whatever failed, DOKU's retry must be handled (a no-op for keys already released).
+            await asyncio.shield(release_quietly(cfg.settings.dedup_store, held))
             raise
         finally:
             for key in held:
