@@ -133,6 +133,10 @@ async def test_three_processes_make_one_token_request_per_token_lifetime(
         done = await summaries(processes)
     token_times = [t for t, _ in log.of("token")]
     gaps = [b - a for a, b in itertools.pairwise(token_times)]
+    calls = sum(d["calls"] for d in done)
+    print(
+        f"\n{len(token_times)} token requests for {calls} calls; gaps {[round(g, 2) for g in gaps]}"
+    )
     # Several lifetimes passed, and each token was fetched only once the last one was within
     # its margin: never two requests for one lifetime (three processes alone would make 3).
     assert len(token_times) >= 3
