@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -22,6 +23,7 @@ from ._nonsnap import NonSnapOperation, NonSnapOperations, NonSnapRequester
 from ._pipeline import KirimOperations, SnapOperation, SnapRequester
 from ._settings import ClientOptions, ClientSettings
 from ._signing import HmacKey, TimestampFormat, load_private_key
+from ._tokens import TokenStore
 from ._transport import Transport
 from .resources.kirim import Kirim, KirimSettings
 from .resources.payout_links import PayoutLinks
@@ -295,6 +297,15 @@ class DokuClient:
     def invalidate_token(self) -> None:
         """Forget the cached access token; the next call fetches a new one."""
         self._requester.tokens.clear()
+
+    def share_token(self, store: TokenStore) -> None:
+        """Take the B2B token from ``store`` (``doku_async.fleet.RedisTokenStore``), shared by
+        every client of the same ``client_id`` and base URL given the same store: one token
+        request per token lifetime for the fleet, and a token DOKU rejects is dropped for all.
+        :attr:`token_fetches` then counts reads through the store; the store's own counter
+        counts requests to DOKU."""
+        scope = hashlib.sha256(f"{self.client_id}\n{self.base_url}".encode()).hexdigest()[:32]
+        self._requester.tokens.share(store, scope)
 
     # --- internals used by resources -------------------------------------------------------
 

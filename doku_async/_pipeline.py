@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -81,8 +82,11 @@ _TOKEN_BODY = _serde.encode(TokenRequest(grant_type="client_credentials"))
 
 
 # X-EXTERNAL-ID only has to be unique, not secret: a generator seeded from os.urandom is
-# enough and ten times cheaper than reading os.urandom per call.
+# enough and ten times cheaper than reading os.urandom per call. A forked child would inherit
+# its state and repeat the parent's ids, so the child reseeds it from os.urandom (issue 17).
 _ids = random.Random()
+if hasattr(os, "register_at_fork"):  # pragma: no branch (absent on Windows only)
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 def new_external_id() -> str:

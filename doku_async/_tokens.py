@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-__all__ = ["TokenCache"]
+__all__ = ["TokenCache", "TokenStore"]
 
 log = logging.getLogger("doku_async")
 
@@ -24,6 +25,19 @@ class _Token:
 
     def __repr__(self) -> str:
         return "_Token(***)"
+
+
+Fetch = Callable[[], Awaitable[tuple[str, float]]]
+
+
+class TokenStore(Protocol):
+    """One B2B token shared by a fleet of clients (``doku_async.fleet.RedisTokenStore``)."""
+
+    async def fetch(self, scope: str, fetch: Fetch, rejected: str | None) -> tuple[str, float]:
+        """The fleet's token for ``scope`` and how long this process may keep it, calling
+        ``fetch`` (DOKU's token endpoint) only when no usable one is shared; ``rejected`` is a
+        value DOKU refused (``401xx01``/``401xx03``): never returned, dropped for everyone."""
+        ...
 
 
 class TokenCache:
@@ -58,6 +72,9 @@ class TokenCache:
         self._inflight: asyncio.Future[str] | None = None
         self._failed_at: float | None = None
         self._closed = False
+        self._store: TokenStore | None = None
+        self._scope = ""
+        self._rejected: str | None = None
         self.fetches = 0
         """How many token fetches were started (for tests and benchmarks)."""
 
@@ -117,8 +134,18 @@ class TokenCache:
             self._failed_at = self._clock()
             log.warning("access token refresh failed: %s", error)
 
+    def share(self, store: TokenStore, scope: str) -> None:
+        """Take tokens from ``store`` (shared under ``scope``) instead of fetching them here."""
+        self._store = store
+        self._scope = scope
+        self._token = None
+
     async def _refresh(self) -> str:
-        value, lifetime = await self._fetch()
+        if self._store is None:
+            value, lifetime = await self._fetch()
+        else:
+            value, lifetime = await self._store.fetch(self._scope, self._fetch, self._rejected)
+            self._rejected = None
         now = self._clock()
         lifetime = max(lifetime, 1.0)
         refresh_in = lifetime - self._margin if lifetime > 2 * self._margin else lifetime / 2
@@ -131,9 +158,12 @@ class TokenCache:
         self._token = None
 
     def invalidate(self, value: str) -> None:
-        """Forget ``value`` if it is still the cached token (DOKU rejected it)."""
+        """Forget ``value`` if it is still the cached token (DOKU rejected it); a shared store
+        drops it for the fleet at the next fetch."""
         if self._token is not None and self._token.value == value:
             self._token = None
+            if self._store is not None:
+                self._rejected = value
 
     async def aclose(self) -> None:
         """Cancel a fetch in flight; no background refresh starts afterwards."""

@@ -10,6 +10,7 @@ import pytest
 from fakedoku import FakeDoku, generate_rsa_keypair, serve
 from helpers import CLIENT_ID, CLIENT_SECRET, make_client
 from postgres import fresh_schema
+from redis_fixtures import private_redis, redis_prefix, redis_url  # noqa: F401 (fixtures)
 
 from doku_async import DokuClient
 from doku_async.testing import DokuSimulator, SimulatorCredentials

@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,6 +191,36 @@ class _Held:
 
 _HELD: dict[str, _Held] = {}
 _HELD_GUARD = threading.Lock()
+_GUARD_OWNER: list[int | None] = [None]
+"""The thread inside ``_HELD_GUARD``, so a release from that very thread can be told apart."""
+_DEFERRED: list[str] = []
+"""Releases that arrived while their own thread held the guard (a journal's finalizer run by
+the garbage collector in the middle of another lock's bookkeeping): done when it leaves."""
+
+
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
+    """Hold ``_HELD_GUARD``; on leaving, do the releases deferred meanwhile."""
+    with _HELD_GUARD:
+        _GUARD_OWNER[0] = threading.get_ident()
+        try:
+            yield
+        finally:
+            _GUARD_OWNER[0] = None
+    while _DEFERRED:
+        _release_key(_DEFERRED.pop())
+
+
+def _release_key(key: str) -> None:
+    with _guarded():
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held.users -= 1
+        if held.users > 0:
+            return
+        del _HELD[key]
+    held.release()
 
 
 class JournalLock:
@@ -229,7 +260,7 @@ class JournalLock:
         if self._key is not None:
             return
         key = os.path.realpath(self.path)
-        with _HELD_GUARD:
+        with _guarded():
             held = _HELD.get(key)
             if held is not None:
                 held.users += 1
@@ -292,15 +323,12 @@ class JournalLock:
         key, self._key = self._key, None
         if key is None:
             return
-        with _HELD_GUARD:
-            held = _HELD.get(key)
-            if held is None:
-                return
-            held.users -= 1
-            if held.users > 0:
-                return
-            del _HELD[key]
-        held.release()
+        if _GUARD_OWNER[0] == threading.get_ident():
+            # A finalizer run by the garbage collector while this thread holds the guard:
+            # waiting for it would deadlock; the guard's holder releases it on leaving.
+            _DEFERRED.append(key)
+            return
+        _release_key(key)
 
 
 def read_holder(journal_path: str) -> LockHolder | None:

@@ -51,7 +51,9 @@ class BulkRunner:
         client: the client to pay through (the runner never closes it).
         customer_number: the sender's phone number (``customerNumber``), ``62...``.
         concurrency: number of workers (items in flight).
-        rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429).
+        rate: requests per second for the whole run (``None``: unpaced until DOKU answers 429),
+            or a :class:`RateLimiter` to share, e.g. ``doku_async.fleet.FleetRateLimiter``: one
+            rate for every runner of a fleet.
         journal: a journal (:class:`Journal`, :class:`PostgresJournal`, or anything providing
             :class:`JournalBackend`), a path to a SQLite one, or a ``postgresql://`` URL.
         run_id: the run's id in a PostgreSQL journal opened from a URL (several runs share a
@@ -79,7 +81,7 @@ class BulkRunner:
         *,
         customer_number: str,
         concurrency: int = 32,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         journal: JournalBackend | str | os.PathLike[str] | None = None,
         run_id: str = "default",
         wait_for_final: bool = False,
@@ -96,7 +98,7 @@ class BulkRunner:
             raise ConfigurationError("concurrency: must be at least 1")
         if check_balance and not agent_key:
             raise ConfigurationError("check_balance needs agent_key")
-        if rate is not None and rate <= 0:
+        if isinstance(rate, int | float) and rate <= 0:
             raise ConfigurationError("rate: must be positive")
         if name_check not in NAME_CHECK_MODES:
             raise ConfigurationError("name_check: must be 'strict', 'lenient' or 'off'")
@@ -113,7 +115,7 @@ class BulkRunner:
         self.client = client
         self.customer_number = customer_number
         self.concurrency = concurrency
-        self.limiter = RateLimiter(rate)
+        self.limiter = rate if isinstance(rate, RateLimiter) else RateLimiter(rate)
         self._owns_journal = isinstance(journal, str | os.PathLike)
         self.journal = _open(journal, run_id) if isinstance(journal, str | os.PathLike) else journal
         self.wait_for_final = wait_for_final

@@ -38,7 +38,7 @@ from ._confirm import (
     PartnerReferenceField,
     ReferenceLookup,
 )
-from ._dedup import DedupStore, MemoryDedupStore
+from ._dedup import BodyBindingStore, DedupStore, MemoryDedupStore, SharedDedupStore
 from ._follow import FollowArguments, PayoutRecord, follow_journal
 from ._network import NetworkAllowList
 from ._snap_inbound import (
@@ -65,6 +65,7 @@ __all__ = [
     "KIRIM_REQUEST_ID_PATTERN",
     "WEBHOOK_CONFIG",
     "AesSignatureVerifier",
+    "BodyBindingStore",
     "ConfirmFunction",
     "ConfirmedNotification",
     "DedupStore",
@@ -80,6 +81,7 @@ __all__ = [
     "PayoutRecord",
     "ReferenceLookup",
     "RefundNotification",
+    "SharedDedupStore",
     "SnapInbound",
     "SnapNotificationVerifier",
     "SnapSignatureMode",

@@ -27,7 +27,16 @@ from ._confirm import (
     Refusal,
     confirmer_for,
 )
-from ._dedup import DEFAULT_TTL, DedupStore, MemoryDedupStore
+from ._dedup import (
+    DEFAULT_TTL,
+    DedupStore,
+    MemoryDedupStore,
+    bind_body,
+    body_digest,
+    claim_delivery,
+    complete_quietly,
+    release_quietly,
+)
 from ._http import ack, json_response, read_capped, reject
 from ._network import NetworkAllowList, NetworkSpec
 from ._snap_inbound import SnapInbound
@@ -153,22 +162,10 @@ def _callback_for(cfg: WebhookConfig, notification: Notification) -> Notificatio
 
 
 async def _claim(cfg: WebhookConfig, keys: Sequence[str]) -> bool | None:
-    """Claim ``keys``: ``True`` claimed, ``False`` already handled, ``None`` store failed.
-
-    A copy that arrives while the first is still being handled waits for its outcome: if that
-    fails, this copy is handled instead of being lost.
-    """
-    while True:
-        try:
-            claimed = await cfg.settings.dedup_store.claim(keys, cfg.settings.dedup_ttl)
-        except Exception:
-            log.exception("de-duplication store failed; answering 503 so DOKU retries")
-            return None
-        if claimed:
-            return True
-        running = next((cfg.inflight[k] for k in keys if k in cfg.inflight), None)
-        if running is None or await asyncio.shield(running):
-            return False
+    """Claim ``keys``: ``True`` claimed, ``False`` already handled, ``None`` answer 503
+    (see :func:`claim_delivery`)."""
+    settings = cfg.settings
+    return await claim_delivery(settings.dedup_store, keys, settings.dedup_ttl, cfg.inflight)
 
 
 @web.middleware
@@ -235,6 +232,19 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             f"request:{agent}:{notification.request_id}",
             f"trx:{agent}:{kind}:{notification.transaction_id}:{notification.status}",
         ]
+        if notification.request_id:
+            bound = await bind_body(
+                cfg.settings.dedup_store,
+                f"body:{agent}:{notification.request_id}",
+                body_digest(kind, notification),
+                cfg.settings.dedup_ttl,
+            )
+            if bound is None:
+                return reject(503, "temporarily unavailable; please retry")
+            if not bound:
+                cfg.stats.rejected += 1
+                log.warning("refused a replayed requestId with a different body")
+                return reject(409, "requestId already used with a different body")
         claimed = await _claim(cfg, keys)
         if claimed is None:
             return reject(503, "temporarily unavailable; please retry")
@@ -252,10 +262,14 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
                 response = await _confirm_and_hand_over(
                     request, cfg, cfg.settings.confirmer, notification, keys, outcome, held
                 )
+            if response.status == 200:
+                await complete_quietly(cfg.settings.dedup_store, held, cfg.settings.dedup_ttl)
             outcome.set_result(response.status == 200)
             return response
         except BaseException:
             outcome.set_result(False)
+            # Whatever failed, DOKU's retry must be handled (a no-op for keys already released).
+            await asyncio.shield(release_quietly(cfg.settings.dedup_store, held))
             raise
         finally:
             for key in held:
@@ -303,10 +317,10 @@ async def _run_callback(
         await callback(item)
     except asyncio.CancelledError:
         # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
-        await asyncio.shield(cfg.settings.dedup_store.release(keys))
+        await asyncio.shield(release_quietly(cfg.settings.dedup_store, keys))
         raise
     except Exception:
-        await cfg.settings.dedup_store.release(keys)
+        await release_quietly(cfg.settings.dedup_store, keys)
         log.exception(
             "%s notification handler failed for %s; answering 500 so DOKU retries",
             item.kind,
@@ -336,9 +350,8 @@ async def _confirm_and_hand_over(
     try:
         result = await confirmer.confirm(notification)
         if isinstance(result, Refusal):
-            await cfg.settings.dedup_store.release(
-                keys
-            )  # DOKU's retry (if genuine) is handled afresh
+            # DOKU's retry (if genuine) is handled afresh
+            await release_quietly(cfg.settings.dedup_store, keys)
             cfg.stats.unconfirmed += 1
             return reject(result.status, result.message)
         confirmed_key = (
@@ -348,16 +361,16 @@ async def _confirm_and_hand_over(
         claimed = await _claim(cfg, [confirmed_key])
     except asyncio.CancelledError:
         # Cancelled mid-way (client gone, shutdown): DOKU's retry must be handled.
-        await asyncio.shield(cfg.settings.dedup_store.release(keys))
+        await asyncio.shield(release_quietly(cfg.settings.dedup_store, keys))
         raise
     if claimed is None:
-        await cfg.settings.dedup_store.release(keys)
+        await release_quietly(cfg.settings.dedup_store, keys)
         return reject(503, "temporarily unavailable; please retry")
     if result.disagrees:
         cfg.stats.disagreements += 1
     if not claimed:
         if result.disagrees:
-            await cfg.settings.dedup_store.release([claim_key])
+            await release_quietly(cfg.settings.dedup_store, [claim_key])
         cfg.stats.duplicates += 1
         return ack(notification.transaction_id, "01", "Already processed")
     cfg.inflight[confirmed_key] = outcome
@@ -368,7 +381,7 @@ async def _confirm_and_hand_over(
         if failed is not None:
             return failed
     if result.disagrees:
-        await cfg.settings.dedup_store.release([claim_key])
+        await release_quietly(cfg.settings.dedup_store, [claim_key])
     cfg.stats.processed += 1
     return ack(notification.transaction_id, "00", "Successfully processed")
 

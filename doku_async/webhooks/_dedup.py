@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
-__all__ = ["DedupStore", "MemoryDedupStore"]
+import msgspec
+
+__all__ = ["BodyBindingStore", "DedupStore", "MemoryDedupStore", "SharedDedupStore"]
+
+log = logging.getLogger("doku_async.webhooks")
 
 DEFAULT_TTL = 48 * 3600.0
+CLAIM_ROUNDS = 5
+"""How many times a delivery tries to claim after the copy it waited for failed; then 503."""
 
 
 class DedupStore(Protocol):
@@ -27,6 +36,39 @@ class DedupStore(Protocol):
         ...
 
 
+@runtime_checkable
+class BodyBindingStore(Protocol):
+    """A store that also binds a ``requestId`` to the body first seen with it.
+
+    The legacy signature covers only ``agentKey + requestId``: captured headers replayed with a
+    changed body verify. Binding refuses such a replay (409) before any de-duplication, even
+    when the first delivery failed and was released. Both stores of the SDK implement it.
+    """
+
+    async def bind(self, key: str, digest: str, ttl: float) -> bool:
+        """Record ``digest`` under ``key`` unless present; ``False`` if bound to another."""
+        ...
+
+
+@runtime_checkable
+class SharedDedupStore(Protocol):
+    """A store shared by several processes (several replicas behind a load balancer).
+
+    A claim is *pending* while the claiming delivery runs and *done* once it succeeded, so a
+    copy arriving at another replica meanwhile can wait for the outcome instead of being
+    acknowledged before the first callback is known to have succeeded.
+    """
+
+    async def complete(self, keys: Sequence[str], ttl: float) -> None:
+        """Mark this process's pending claim of ``keys`` done, remembered for ``ttl`` seconds."""
+        ...
+
+    async def wait_outcome(self, keys: Sequence[str]) -> bool | None:
+        """Wait (bounded) while another process holds ``keys``: ``True`` done (a duplicate),
+        ``False`` released (claim again), ``None`` still pending (answer 503 so DOKU retries)."""
+        ...
+
+
 class MemoryDedupStore:
     """An in-process store with a TTL (48 hours by default, past DOKU's 12-hour retries).
 
@@ -42,6 +84,7 @@ class MemoryDedupStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._expiry: dict[str, float] = {}
+        self._digests: dict[str, str] = {}
         self._max_keys = max_keys
         self._clock = clock
 
@@ -63,6 +106,7 @@ class MemoryDedupStore:
             stale.append(key)
         for key in stale:
             del expiry[key]
+            self._digests.pop(key, None)
 
     async def claim(self, keys: Sequence[str], ttl: float) -> bool:
         """Record all ``keys`` for ``ttl`` seconds unless one is already present."""
@@ -82,3 +126,92 @@ class MemoryDedupStore:
         """Forget ``keys``."""
         for key in keys:
             self._expiry.pop(key, None)
+
+    async def bind(self, key: str, digest: str, ttl: float) -> bool:
+        """Bind ``key`` to ``digest`` for ``ttl`` seconds; ``False`` if bound to another."""
+        now = self._clock()
+        self._purge(now)
+        expiry = self._expiry.get(key)
+        if expiry is not None and expiry > now:
+            return self._digests.get(key) == digest
+        self._expiry.pop(key, None)
+        self._expiry[key] = now + ttl
+        self._digests[key] = digest
+        return True
+
+
+def body_digest(kind: str, notification: msgspec.Struct) -> str:
+    """The SHA-256 of the parsed notification (its fields, canonically encoded), so DOKU's
+    retry of one notification matches whatever its whitespace or key order."""
+    return hashlib.sha256(kind.encode() + b"\n" + msgspec.json.encode(notification)).hexdigest()
+
+
+async def bind_body(store: DedupStore, key: str, digest: str, ttl: float) -> bool | None:
+    """Bind when the store can: ``True`` bound (or no binding), ``False`` another body holds
+    ``key``, ``None`` the store failed (answer 503)."""
+    if not isinstance(store, BodyBindingStore):
+        return True
+    try:
+        return await store.bind(key, digest, ttl)
+    except Exception:
+        log.exception("de-duplication store failed; answering 503 so DOKU retries")
+        return None
+
+
+async def claim_delivery(
+    store: DedupStore,
+    keys: Sequence[str],
+    ttl: float,
+    inflight: Mapping[str, asyncio.Future[bool]],
+) -> bool | None:
+    """Claim ``keys``: ``True`` claimed, ``False`` already handled, ``None`` answer 503.
+
+    A copy that arrives while the first is still being handled waits for its outcome, in this
+    process (``inflight``) or, with a :class:`SharedDedupStore`, in another one: if that fails,
+    this copy is handled instead of being lost; if it is still running after the store's wait,
+    the answer is 503 and DOKU retries. User code is never called without a claim.
+    """
+    for _ in range(CLAIM_ROUNDS):
+        try:
+            if await store.claim(keys, ttl):
+                return True
+        except Exception:
+            log.exception("de-duplication store failed; answering 503 so DOKU retries")
+            return None
+        running = next((inflight[k] for k in keys if k in inflight), None)
+        if running is not None:
+            if await asyncio.shield(running):
+                return False
+            continue
+        if not isinstance(store, SharedDedupStore):
+            return False
+        try:
+            outcome = await store.wait_outcome(keys)
+        except Exception:
+            log.exception("de-duplication store failed; answering 503 so DOKU retries")
+            return None
+        if outcome is None:
+            return None
+        if outcome:
+            return False
+    return None
+
+
+async def release_quietly(store: DedupStore, keys: Sequence[str]) -> None:
+    """Release ``keys``; a store failure is logged, not raised (a shared store's claim then
+    lapses with its lease, and DOKU's retry is handled after that)."""
+    try:
+        await store.release(keys)
+    except Exception:
+        log.exception("de-duplication store failed to release a claim")
+
+
+async def complete_quietly(store: DedupStore, keys: Sequence[str], ttl: float) -> None:
+    """Mark a shared store's claim done after success; a failure is logged (the answer is
+    already decided: the callback ran)."""
+    if not isinstance(store, SharedDedupStore):
+        return
+    try:
+        await store.complete(keys, ttl)
+    except Exception:
+        log.exception("de-duplication store failed to mark a notification done")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -454,3 +456,32 @@ async def test_cli_reconcile_of_a_settled_journal_asks_nothing_and_exits_0(
     missing = await cli("payouts", "reconcile", str(tmp_path / "nope.db"), env=env, cwd=tmp_path)
     assert missing.returncode == 5, missing
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_a_release_from_a_finalizer_inside_the_lock_bookkeeping_does_not_deadlock(
+    tmp_path: Path,
+) -> None:
+    """A journal that was never closed is released by its finalizer whenever the garbage
+    collector runs, which can be while the same thread is inside the lock table's guard (taking
+    another journal's lock): the release is deferred to the guard's exit, not waited for."""
+    from doku_async.bulk import _lock
+
+    first = _lock.JournalLock(str(tmp_path / "a.db"))
+    first.acquire()
+    key = os.path.realpath(first.path)
+    done = threading.Event()
+
+    def bookkeeping_interrupted_by_a_finalizer() -> None:
+        with _lock._guarded():
+            first.release()  # what the finalizer does, from inside the guard
+            assert key in _lock._HELD  # deferred: the guard is still held
+        done.set()
+
+    worker = threading.Thread(target=bookkeeping_interrupted_by_a_finalizer, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done.is_set(), "deadlocked: a release from inside the guard waited for the guard"
+    assert key not in _lock._HELD
+    second = _lock.JournalLock(str(tmp_path / "a.db"))
+    second.acquire()  # the OS lock was given back
+    second.release()

@@ -95,6 +95,7 @@ REJECT_MESSAGES = {
     405: "use POST",
     413: f"body larger than {MAX_BODY} bytes",
     415: "Content-Type must be application/json",
+    409: "requestId already used with a different body",
 }
 
 BASE_SETTINGS = settings(
@@ -314,6 +315,9 @@ def ack(transaction_id: str, code: str) -> dict[str, object]:
 
 
 def assert_ack(reply: Reply | None, transaction_id: str, code: str) -> None:
+    if code == "409":  # the model's verdict for a requestId replayed with another body
+        assert_reject(reply, 409)
+        return
     assert reply is not None
     assert reply.status == 200, (reply.status, reply.body)
     assert reply.content_type == "application/json"
@@ -398,12 +402,26 @@ def status_key(kind: str, status: object) -> str:
 
 class DedupModel:
     """What the receiver remembers: a notification is new unless its ``requestId`` or its
-    (kind, transaction, status) was handled before."""
+    (kind, transaction, status) was handled before; a ``requestId`` seen with one body and
+    sent again with another (kind or any field, JSON type included) is refused with 409
+    (issue 17: the legacy signature does not cover the body)."""
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.bodies: dict[str, tuple[str, str]] = {}
 
-    def deliver(self, request_id: str, kind: str, transaction_id: str, status: object) -> str:
+    def deliver(
+        self,
+        request_id: str,
+        kind: str,
+        transaction_id: str,
+        status: object,
+        body: dict[str, object] | None = None,
+    ) -> str:
+        if body is not None:
+            identity = (kind, json.dumps(body, sort_keys=True))
+            if self.bodies.setdefault(request_id, identity) != identity:
+                return "409"
         keys = {
             f"request:{request_id}",
             f"trx:{kind}:{transaction_id}:{status_key(kind, status)}",
@@ -684,7 +702,7 @@ def test_hostile_headers() -> None:
     verdicts: Counter[str] = Counter()
     with Receiver() as receiver:
 
-        @settings(BASE_SETTINGS, max_examples=700)
+        @settings(BASE_SETTINGS, max_examples=800)
         @given(data=st.data())
         def run(data: st.DataObject) -> None:
             n = next(counter)
@@ -708,7 +726,8 @@ def test_hostile_headers() -> None:
                 assert len(receiver.recorder.calls) == before, case.note
             else:
                 assert request_id is not None
-                code = model.deliver(request_id, case.kind, case.transaction_id, "50")
+                code = model.deliver(request_id, case.kind, case.transaction_id, "50", body)
+                verdicts["409"] += code == "409"
                 assert_ack(reply, case.transaction_id, code)
                 check_callback(
                     receiver,
@@ -724,8 +743,8 @@ def test_hostile_headers() -> None:
     assert min(verdicts["ok"], verdicts["401"], verdicts["parser"]) >= 50, verdicts
     cfg = receiver.sub[WEBHOOK_CONFIG]
     assert cfg.processed == len(receiver.recorder.calls)
-    assert cfg.processed + cfg.duplicates == verdicts["ok"]
-    assert cfg.rejected == verdicts["401"]
+    assert cfg.processed + cfg.duplicates + verdicts["409"] == verdicts["ok"]
+    assert cfg.rejected == verdicts["401"] + verdicts["409"]
 
 
 # ------------------------------------------------------------------------------- 2. bodies
@@ -1113,7 +1132,7 @@ def test_duplicate_deliveries_match_the_model() -> None:
                     assert_reject(reply, 400)
                     assert len(receiver.recorder.calls) == before
                     continue
-                code = model.deliver(request_id, kind, transaction_id, status)
+                code = model.deliver(request_id, kind, transaction_id, status, body)
                 assert_ack(reply, transaction_id, code)
                 check_callback(
                     receiver,

@@ -578,15 +578,38 @@ async def test_new_request_id_same_transaction_and_status_is_a_duplicate() -> No
     assert len(on_unpaid.calls) == 1
 
 
-async def test_same_request_id_different_transaction_is_a_duplicate() -> None:
+async def test_same_request_id_with_another_body_is_refused() -> None:
+    """Issue 17: the legacy signature covers only agentKey + requestId, so captured headers
+    replayed with another body verify; the requestId is bound to its first body (409)."""
     on_unpaid = Recorder()
-    outer, _ = build(on_unpaid=on_unpaid)
+    outer, sub = build(on_unpaid=on_unpaid)
     async with running(outer) as client:
         _, p1, _ = await post(client, UNPAID_PATH, unpaid_body("DK1"), signed(RID_1))
-        _, p2, _ = await post(client, UNPAID_PATH, unpaid_body("DK2"), signed(RID_1))
+        s2, p2, _ = await post(client, UNPAID_PATH, unpaid_body("DK2"), signed(RID_1))
+        s3, p3, _ = await post(client, UNPAID_PATH, unpaid_body("DK1", "35"), signed(RID_1))
     assert p1 == ack("DK1")
-    assert p2 == ack("DK2", "01")
-    assert len(on_unpaid.calls) == 1
+    assert (s2, p2["responseCode"], s3, p3["responseCode"]) == (409, "409", 409, "409")
+    assert [n.transaction_id for n in on_unpaid.calls] == ["DK1"]
+    assert sub[WEBHOOK_CONFIG].rejected == 2
+
+
+async def test_a_replay_with_another_body_is_refused_after_the_first_failed() -> None:
+    """The binding outlives a released claim: DOKU's retry (same body) is handled, a changed
+    body is not."""
+    calls: list[str] = []
+
+    async def flaky(n: UnpaidNotification) -> None:
+        calls.append(str(n.status))
+        if len(calls) == 1:
+            raise RuntimeError("down")
+
+    outer, _ = build(on_unpaid=flaky)
+    async with running(outer) as client:
+        s1, _, _ = await post(client, UNPAID_PATH, unpaid_body("DK1", "35"), signed(RID_1))
+        s2, _, _ = await post(client, UNPAID_PATH, unpaid_body("DK1", "50"), signed(RID_1))
+        s3, p3, _ = await post(client, UNPAID_PATH, unpaid_body("DK1", "35"), signed(RID_1))
+    assert (s1, s2, s3, p3["responseCode"]) == (500, 409, 200, "00")
+    assert calls == ["35", "35"]
 
 
 async def test_same_transaction_with_a_new_status_is_processed() -> None:
@@ -643,7 +666,7 @@ async def test_dedup_store_and_ttl_are_used() -> None:
     headers = signed()
     async with running(outer) as client:
         _, p1, _ = await post(client, UNPAID_PATH, unpaid_body(), headers)
-        assert len(store) == 3  # + requestId and transaction+status
+        assert len(store) == 4  # + requestId, transaction+status and the body binding
         now[0] = 59.0
         _, p2, _ = await post(client, UNPAID_PATH, unpaid_body(), headers)
         now[0] = 61.0
