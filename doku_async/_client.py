@@ -16,7 +16,7 @@ import aiohttp
 from . import _constants as C
 from ._banks import BankCodes
 from ._config import Clocks
-from ._environ import client_settings_from_env
+from ._environ import client_settings_from_env, name_variable
 from ._environ import missing as missing_variable
 from ._exceptions import ConfigurationError
 from ._nonsnap import NonSnapOperation, NonSnapOperations, NonSnapRequester
@@ -244,7 +244,13 @@ class DokuClient:
             raise missing_variable("DOKU_CLIENT_ID")
         if not client_secret:
             raise missing_variable("DOKU_CLIENT_SECRET")
-        return cls(client_id, client_secret, **kwargs)
+        try:
+            return cls(client_id, client_secret, **kwargs)
+        except ConfigurationError as exc:
+            named = name_variable(exc, env)
+            if named is exc:
+                raise
+            raise named from None
 
     def __repr__(self) -> str:
         return f"DokuClient(client_id={self.client_id!r}, base_url={self.base_url!r})"

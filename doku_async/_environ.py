@@ -74,8 +74,15 @@ def client_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             "DOKU_PRIVATE_KEY and DOKU_PRIVATE_KEY_PATH are both set: set only one "
             "(the PEM text, or the path to the file)"
         )
-    if pem or path:
-        settings["private_key"] = pem or path
+    if pem:
+        if "-----BEGIN" not in pem and len(pem) < 512 and not any(c.isspace() for c in pem):
+            raise ConfigurationError(
+                "DOKU_PRIVATE_KEY holds the key's PEM text; for the path to a key file use "
+                "DOKU_PRIVATE_KEY_PATH"
+            )
+        settings["private_key"] = pem.encode()  # text, never taken for a path
+    elif path:
+        settings["private_key"] = path
     for name, argument in _OPTIONAL.items():
         if env.get(name):
             settings[argument] = env[name]
@@ -135,6 +142,14 @@ def webhook_keys_from_env(
         encryption_keys = [k.strip() for k in (several or one or "").split(",") if k.strip()]
         if not encryption_keys:
             raise _webhook_missing("encryption_keys", "DOKU_ENCRYPTION_KEYS")
+        variable = "DOKU_ENCRYPTION_KEYS" if several else "DOKU_ENCRYPTION_KEY"
+        for number, key in enumerate(encryption_keys, 1):
+            if len(key.encode()) not in (16, 24, 32):
+                raise ConfigurationError(
+                    f"{variable}: key {number} of {len(encryption_keys)} is "
+                    f"{len(key.encode())} bytes long; DOKU's notification encryption keys are "
+                    "16 characters (AES also takes 24 or 32)"
+                )
     keys = (encryption_keys,) if isinstance(encryption_keys, str) else tuple(encryption_keys)
     return agent_key, keys
 
@@ -146,3 +161,17 @@ def _webhook_missing(argument: str, name: str) -> ConfigurationError:
         "notification encryption key; comma-separated during a rotation) for the keys it is "
         "not given, or takes a verifier="
     )
+
+
+def name_variable(exc: ConfigurationError, env: Mapping[str, str]) -> ConfigurationError:
+    """``exc`` with the variable behind its setting named (``private_key: ...`` becomes
+    ``DOKU_PRIVATE_KEY (private_key): ...``); ``exc`` itself when no variable gave it."""
+    setting, sep, rest = str(exc).partition(": ")
+    variables = {argument: name for name, argument in _OPTIONAL.items()}
+    variables["private_key"] = (
+        "DOKU_PRIVATE_KEY" if env.get("DOKU_PRIVATE_KEY") else "DOKU_PRIVATE_KEY_PATH"
+    )
+    variable = variables.get(setting)
+    if not sep or variable is None or not env.get(variable):
+        return exc
+    return ConfigurationError(f"{variable} ({setting}): {rest}")

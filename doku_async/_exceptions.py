@@ -18,8 +18,8 @@ Every error the SDK raises derives from :class:`DokuError`::
     │   └── ServerError                 5xx and 504 answers
     ├── DokuTransportError              no usable answer reached us
     │   ├── DokuConnectionError         connect failed or the connection dropped
-    │   │   └── ClientClosedError       a call on a closed client (nothing sent, no retry)
     │   └── DokuTimeoutError            an attempt or the operation deadline ran out
+    ├── ClientClosedError               a call on a closed client: a usage error (nothing sent)
     ├── ResponseDecodeError             DOKU's answer could not be decoded
     ├── SignatureVerificationError      a signed answer or notification failed verification
     └── TransferOutcomeUnknownError     a transfer may or may not have happened; has references
@@ -210,9 +210,13 @@ class DokuTimeoutError(DokuTransportError):
     """An attempt timed out, or the operation's total deadline ran out."""
 
 
-class ClientClosedError(DokuConnectionError):
-    """A call on a client that is already closed (a usage error: nothing is sent, nothing is
-    retried). Make calls inside ``async with DokuClient(...)``, or before ``aclose()``."""
+class ClientClosedError(DokuError, RuntimeError):
+    """A call on a client that is already closed: a usage error, not a network failure, so
+    nothing was sent and nothing is retried (an ``except DokuTransportError`` retry loop does not
+    catch it). Make calls inside ``async with DokuClient(...)``, or before ``aclose()``."""
+
+    request_sent = False
+    """Always ``False``: the call never reached the network."""
 
     def __init__(
         self,
@@ -221,10 +225,9 @@ class ClientClosedError(DokuConnectionError):
             "or before 'await doku.aclose()', or create a new client"
         ),
         *,
-        request_sent: bool = False,
         references: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message, request_sent=request_sent, references=references)
+        super().__init__(message, references=references)
 
 
 class ResponseDecodeError(DokuError):
@@ -290,6 +293,20 @@ def split_code(http_status: int, response_code: str) -> tuple[int, str]:
     return http_status, ""
 
 
+_UNAUTHORIZED_HINT: Mapping[str, str] = MappingProxyType(
+    {
+        "token": (
+            " (the token request: check the client id (DOKU_CLIENT_ID) and that the private key "
+            "is the one whose public key is registered with DOKU for it)"
+        ),
+        "call": (
+            " (DOKU issued a token, so the client id and private key are right: check the "
+            "client secret (DOKU_CLIENT_SECRET), the HMAC key that signs every call)"
+        ),
+    }
+)
+
+
 def error_for(
     http_status: int,
     code: str,
@@ -312,6 +329,8 @@ def error_for(
             f"HTTP 404 from {url}: nothing answers at this path; check base_url "
             "(DOKU_BASE_URL) and kirim_paths (DOKU_KIRIM_PATHS)"
         )
+    if status == 401 and case == "00" and len(code) == 7:
+        text += _UNAUTHORIZED_HINT["token" if code[3:5] == "73" else "call"]
     cls: type[DokuAPIError]
     if status == 400:
         cls = BadRequestError

@@ -93,16 +93,17 @@ def _parse_private(data: bytes, password: bytes | None, encrypted: bool) -> obje
 
 def _key_bytes(key: str | bytes | os.PathLike[str]) -> bytes:
     """The key's bytes: read from the file ``key`` names, or ``key`` itself."""
-    if isinstance(key, bytes):
-        return _unescape_newlines(key)
-    if isinstance(key, str) and "-----BEGIN" in key:
-        return _unescape_newlines(key.strip().strip("\"'").encode())
-    if isinstance(key, str) and len(key) > 256 and _BASE64_TEXT.fullmatch(key):
+    text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+    if isinstance(text, str) and "-----BEGIN" not in text and _bare_base64(text):
         raise ConfigurationError(
             "private_key: this looks like key text without its PEM header and footer lines "
             "(BEGIN PRIVATE KEY ... END PRIVATE KEY); give the whole PEM text or a path to the "
             "file"
         )
+    if isinstance(key, bytes):
+        return _unescape_newlines(key)
+    if isinstance(key, str) and "-----BEGIN" in key:
+        return _unescape_newlines(key.strip().strip("\"'").encode())
     path = os.fspath(key)
     try:
         return Path(path).read_bytes()
@@ -111,6 +112,12 @@ def _key_bytes(key: str | bytes | os.PathLike[str]) -> bytes:
         raise ConfigurationError(
             f"private_key: cannot read key file {_shown_path(key, path)}({reason})"
         ) from None
+
+
+def _bare_base64(text: str) -> bool:
+    """Base64 key text (line breaks real or written as ``\\n``) without its PEM lines."""
+    compact = text.strip().strip("\"'").replace("\\n", "").replace("\\r", "")
+    return len(compact) > 256 and _BASE64_TEXT.fullmatch(compact) is not None
 
 
 def _shown_path(key: object, path: str) -> str:

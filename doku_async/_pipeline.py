@@ -249,9 +249,9 @@ class SnapRequester:
                     references=references,
                 )
             ) from None
+        except ClientClosedError:
+            raise TokenUnavailable(ClientClosedError(references=references)) from None
         except DokuTransportError as exc:
-            if isinstance(exc, ClientClosedError):
-                raise TokenUnavailable(exc.with_references(references)) from None
             kind = DokuTimeoutError if isinstance(exc, DokuTimeoutError) else DokuConnectionError
             raise TokenUnavailable(
                 kind(

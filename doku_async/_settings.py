@@ -125,7 +125,10 @@ def _check_base_url(environment: str, base_url: str | None) -> str:
         return C.BASE_URLS[environment]
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-        raise ConfigurationError("base_url: must be an http(s) URL without a query")
+        raise ConfigurationError(
+            f"base_url: must be an http(s) URL without a query, such as "
+            f"https://api-sandbox.doku.com (got {base_url!r})"
+        )
     return base_url
 
 

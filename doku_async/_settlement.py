@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from . import _serde
 from ._exceptions import (
+    ClientClosedError,
     DokuError,
     DokuTransportError,
     RateLimitError,
@@ -159,6 +160,8 @@ class _TransferCall:
             )
         except TokenUnavailable as exc:
             raise self.give_up(exc.error) from None
+        except ClientClosedError as exc:  # never sent; an earlier send may still take effect
+            raise self.give_up(exc) from None
         except DokuTransportError as exc:
             if exc.request_sent:
                 raise _Unclear(exc) from None

@@ -168,6 +168,12 @@ async def _claim(cfg: WebhookConfig, keys: Sequence[str]) -> bool | None:
     return await claim_delivery(settings.dedup_store, keys, settings.dedup_ttl, cfg.inflight)
 
 
+_KEYS_HINT = (
+    " (if every notification is rejected, check agent_key and encryption_keys, or "
+    "DOKU_AGENT_KEY and DOKU_ENCRYPTION_KEYS, against DOKU's)"
+)
+
+
 @web.middleware
 async def _source_guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -179,7 +185,11 @@ async def _source_guard(
         request.remote, request.headers.getall(guard.header, [])
     ):
         cfg.stats.rejected += 1
-        log.warning("refused a request from outside allowed_networks")
+        log.warning(
+            "refused a request from %s: outside allowed_networks (behind a proxy? see the "
+            "allowed_networks and trusted_proxies settings)",
+            request.remote,
+        )
         return reject(403, "source not allowed")
     return await handler(request)
 
@@ -216,7 +226,7 @@ def _handler(kind: NotificationKind) -> Callable[[web.Request], Awaitable[web.St
             )
         except WebhookVerificationError as exc:
             cfg.stats.rejected += 1
-            log.warning("rejected %s notification: %s", kind, exc.message)
+            log.warning("rejected %s notification: %s%s", kind, exc.message, _KEYS_HINT)
             return reject(401, "notification signature rejected")
         except NotificationParseError as exc:
             cfg.stats.rejected += 1

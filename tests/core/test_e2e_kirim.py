@@ -32,10 +32,10 @@ from helpers import (
 from doku_async import (
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     Clocks,
     ConfigurationError,
     DokuClient,
-    DokuConnectionError,
     RetryPolicy,
     ServerError,
     TokenError,
@@ -296,7 +296,7 @@ async def test_owned_session_is_closed_and_client_refuses_after_aclose(
         await client.kirim.balance_inquiry(account_no=AGENT_KEY)
         await client.aclose()
         await client.aclose()  # idempotent
-        with pytest.raises(DokuConnectionError, match="closed") as info:
+        with pytest.raises(ClientClosedError, match="closed") as info:
             await client.kirim.balance_inquiry(account_no=AGENT_KEY)
     assert info.value.request_sent is False
     assert len(fake.calls_for("balance_inquiry")) == 1
@@ -310,7 +310,7 @@ async def test_closed_borrowed_session_raises_a_doku_error(keypair: tuple[bytes,
         asyncio.timeout(20),
         make_client("http://127.0.0.1:9", keypair, session=session) as c,
     ):
-        with pytest.raises(DokuConnectionError) as info:
+        with pytest.raises(ClientClosedError) as info:
             await c.kirim.balance_inquiry(account_no=AGENT_KEY)
     assert info.value.request_sent is False
 
@@ -525,6 +525,7 @@ async def test_forged_client_secret(keypair: tuple[bytes, bytes]) -> None:
     assert not isinstance(info.value, TokenError)
     assert info.value.response_code == "4011100"
     assert transfer_info.value.response_code == "4014300"
+    assert "check the client secret (DOKU_CLIENT_SECRET)" in str(transfer_info.value)
     assert len(fake.calls_for("balance_inquiry")) == 1
     assert len(fake.calls_for("transfer_bank")) == 1
     assert fake.calls_for("check_status") == []
@@ -543,6 +544,7 @@ async def test_wrong_private_key(keypair: tuple[bytes, bytes]) -> None:
         with pytest.raises(AuthenticationError) as info:
             await client.kirim.balance_inquiry(account_no=AGENT_KEY)
     assert info.value.response_code == "4017300"
+    assert "public key is registered with DOKU" in str(info.value)
     assert info.value.http_status == 401
     assert info.value.raw_body == b""  # token answers are never carried
     assert len(fake.calls_for("token")) == 1

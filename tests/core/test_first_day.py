@@ -7,6 +7,7 @@ key arrives in, connection errors and 404s that name what was tried, and a clien
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import socket
@@ -19,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from helpers import SleepRecorder
+from helpers import SleepRecorder, wait_until
 
 from doku_async import (
     AuthenticationError,
@@ -30,6 +31,9 @@ from doku_async import (
     ConfigurationWarning,
     DokuClient,
     DokuConnectionError,
+    DokuError,
+    DokuTransportError,
+    TransferOutcomeUnknownError,
 )
 from doku_async.testing import DokuSimulator
 
@@ -281,3 +285,54 @@ async def test_authenticate_proves_the_key_before_anything_is_paid(sim: DokuSimu
     async with DokuClient(creds.client_id, creds.client_secret, base_url=sim.base_url) as doku:
         with pytest.raises(ConfigurationError, match="DOKU_PRIVATE_KEY_PATH"):
             await doku.authenticate()
+
+
+async def test_a_client_closed_while_a_transfer_is_unclear_raises_outcome_unknown(
+    sim: DokuSimulator,
+) -> None:
+    # Closing is a usage error, but never one that hides money: the first send may have been
+    # paid, so the caller gets TransferOutcomeUnknownError with the references.
+    sim.inject("transfer_bank", "drop_after_commit")
+    sim.inject("check_status", "latency", delay=0.5)
+    doku = sim.client(clocks=Clocks(sleep=SleepRecorder()))
+    transfer = asyncio.create_task(
+        doku.kirim.transfer_bank(
+            partner_reference_no="CLOSED-1",
+            customer_number="628115678890",
+            beneficiary_account_number="8377388292",
+            beneficiary_bank_code="014",
+            amount="10000",
+        )
+    )
+    async with asyncio.timeout(10):
+        await wait_until(lambda: bool(sim.requests_for("check_status")))
+        await doku.aclose()
+        with pytest.raises(TransferOutcomeUnknownError) as info:
+            await transfer
+    assert info.value.references["partnerReferenceNo"] == "CLOSED-1"
+    assert sim.transfer_count("CLOSED-1") == 1
+
+
+def test_client_closed_error_is_a_usage_error_not_a_transport_error() -> None:
+    # A retry loop written as "except DokuTransportError: try again" must not catch it.
+    assert not issubclass(ClientClosedError, DokuTransportError)
+    assert issubclass(ClientClosedError, DokuError)
+    assert ClientClosedError().request_sent is False
+
+
+def test_from_env_names_the_variable_behind_a_bad_value(sim: DokuSimulator) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"^DOKU_BASE_URL \(base_url\): .*got '127\.0\.0\.1:8800'"
+    ):
+        DokuClient.from_env(_env(sim, DOKU_BASE_URL="127.0.0.1:8800"))
+    pem = sim.credentials.private_key_pem.decode()
+    body = "".join(pem.strip().splitlines()[1:-1])
+    for value in (body, "\\n".join(pem.strip().splitlines()[1:-1])):  # bare base64, one line or \n
+        with pytest.raises(
+            ConfigurationError, match=r"^DOKU_PRIVATE_KEY \(private_key\): .*without its PEM"
+        ):
+            DokuClient.from_env(_env(sim, DOKU_PRIVATE_KEY=value))
+    with pytest.raises(
+        ConfigurationError, match="for the path to a key file use DOKU_PRIVATE_KEY_PATH"
+    ):
+        DokuClient.from_env(_env(sim, DOKU_PRIVATE_KEY="/etc/doku/key.pem"))

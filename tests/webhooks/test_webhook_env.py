@@ -13,6 +13,7 @@ from aiohttp import web
 from fakedoku import serve
 
 from doku_async import ConfigurationError, ConfigurationWarning
+from doku_async._environ import webhook_keys_from_env
 from doku_async.webhooks import (
     AesSignatureVerifier,
     Notification,
@@ -162,3 +163,12 @@ async def test_a_given_verifier_needs_no_variable(clean_env: pytest.MonkeyPatch)
     # No DOKU_* variable is set: reading them would raise ConfigurationError.
     app = create_webhook_app(verifier=AesSignatureVerifier.single(AGENT, OLD_KEY), on_refund=keep)
     assert await deliver(app, AGENT, OLD_KEY) == 200
+
+
+def test_an_encryption_key_of_the_wrong_length_names_its_variable_not_its_value() -> None:
+    env = {"DOKU_AGENT_KEY": "A41879", "DOKU_ENCRYPTION_KEYS": "0123456789abcdef,short-key"}
+    with pytest.raises(
+        ConfigurationError, match=r"^DOKU_ENCRYPTION_KEYS: key 2 of 2 is 9 bytes"
+    ) as info:
+        webhook_keys_from_env(env)
+    assert "short-key" not in str(info.value)
