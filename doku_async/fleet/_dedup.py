@@ -33,9 +33,12 @@ for _, key in ipairs(KEYS) do
 end
 return 1
 """
+# Done also where the pending claim lapsed unclaimed (the loop was blocked past the lease, or
+# renewals stopped at max_hold): the callback did succeed, so its copies must not run it again.
 _COMPLETE = """
 for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then redis.call('SET', key, ARGV[2], 'PX', ARGV[3]) end
+  local value = redis.call('GET', key)
+  if value == ARGV[1] or not value then redis.call('SET', key, ARGV[2], 'PX', ARGV[3]) end
 end
 return 1
 """
@@ -83,7 +86,9 @@ class RedisDedupStore:
 
     A replica that dies mid-callback leaves its claim pending until ``lease`` runs out; DOKU's
     next retry is then handled. A callback that outlives a Redis outage longer than ``lease``
-    could meet a second claim elsewhere; keep ``lease`` above your outages' length.
+    could meet a second claim elsewhere; keep ``lease`` above your outages' length. So could a
+    callback still running after ``max_hold`` (renewals stop there), or one that blocks the event
+    loop longer than ``lease``. Its success is still recorded as done when it ends.
     """
 
     def __init__(
@@ -134,11 +139,12 @@ class RedisDedupStore:
             return False
         for key in keys:
             self._owned[key] = token
-        self._renewals[token] = asyncio.create_task(self._keep(full, token, list(keys)))
+        self._renewals[token] = asyncio.create_task(self._keep(full, token))
         return True
 
-    async def _keep(self, full: list[str], token: str, keys: list[str]) -> None:
-        """Renew a pending claim's lease while its callback runs, at most ``max_hold``."""
+    async def _keep(self, full: list[str], token: str) -> None:
+        """Renew a pending claim's lease while its callback runs, at most ``max_hold``; the
+        claim stays this process's, so the outcome is still recorded when it ends."""
         deadline = time.monotonic() + self.max_hold
         try:
             while time.monotonic() + self.lease / 3 < deadline:
@@ -148,14 +154,14 @@ class RedisDedupStore:
                 except Exception as exc:
                     log.warning("could not renew a notification claim: %s", type(exc).__name__)
         finally:
-            self._forget(keys, token, stop=False)
+            self._renewals.pop(token, None)
 
-    def _forget(self, keys: Sequence[str], token: str, *, stop: bool = True) -> None:
+    def _forget(self, keys: Sequence[str], token: str) -> None:
         for key in keys:
             if self._owned.get(key) == token:
                 del self._owned[key]
         task = self._renewals.pop(token, None)
-        if stop and task is not None:
+        if task is not None:
             task.cancel()
 
     def _by_token(self, keys: Sequence[str]) -> dict[str, list[str]]:

