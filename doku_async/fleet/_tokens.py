@@ -30,6 +30,11 @@ if string.sub(value, sep + 1) == ARGV[1] then
 end
 return {value, redis.call('PTTL', KEYS[1])}
 """
+MIN_HANDED = 1.0
+"""Seconds a shared token must have left to be handed to a client: its cache keeps any token
+at least a second (serving it for three quarters of that), so one closer to expiry would be
+sent expired; the client waits for the refresh instead."""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -110,7 +115,7 @@ class RedisTokenStore:
             return False
         _, remaining, lifetime = token
         margin = self.refresh_margin if lifetime > 2 * self.refresh_margin else lifetime / 2
-        return remaining > margin
+        return remaining > max(margin, MIN_HANDED)
 
     def _handed(self, token: tuple[str, float, float]) -> tuple[str, float]:
         return token[0], min(token[1], self.local_ttl)
@@ -144,7 +149,7 @@ class RedisTokenStore:
                         await self._unlock(keys=[lock], args=[owner])
                     except Exception as exc:  # the lock expires by itself
                         log.warning("could not release the token lock: %s", type(exc).__name__)
-            if current is not None and current[1] > 0:
+            if current is not None and current[1] >= MIN_HANDED:
                 return self._handed(current)  # still valid: use it while another refreshes
             if time.monotonic() >= deadline:
                 raise DokuTimeoutError(
