@@ -4,10 +4,13 @@ callback still ran, Redis failures of every kind answered 503, and the TTL setti
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
+from redis_fixtures import PrivateRedis, free_port
 from test_redis_dedup import Calls, deliver, replica
 
 from doku_async.fleet import RedisDedupStore
@@ -64,3 +67,43 @@ async def test_a_success_is_marked_done_after_renewals_stopped_at_max_hold(
     assert len(calls.calls) == 1
     key = short_lease.prefix + "dedup:" + f"trx:A41418:unpaid:DK{41:07d}:50"
     assert await short_lease.redis.get(key) == b"done"
+
+
+async def test_every_redis_failure_is_a_503_and_never_a_callback_without_a_claim(
+    private_redis: PrivateRedis,
+) -> None:
+    """Scripts flushed (NOSCRIPT: reloaded, handled), a read-only replica (READONLY), a Redis
+    that stopped answering (timeout), connections killed: 503 or handled, never 500."""
+    store = RedisDedupStore.from_url(private_redis.url, prefix="fail:", wait=0.5, poll=0.01)
+    admin = Redis.from_url(private_redis.url)
+    calls = Calls()
+    answers: list[tuple[str, int]] = []
+    try:
+        async with replica(store, calls) as (client, _):
+            answers.append(("before", (await deliver(client, 50))[0]))
+            await admin.script_flush()
+            answers.append(("noscript", (await deliver(client, 51))[0]))
+            await admin.client_kill_filter(_type="normal", skipme=True)
+            answers.append(("killed", (await deliver(client, 52))[0]))
+            await admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+            answers.append(("readonly", (await deliver(client, 53))[0]))
+            await admin.execute_command("REPLICAOF", "NO", "ONE")
+            assert private_redis.process is not None
+            private_redis.process.send_signal(signal.SIGSTOP)
+            try:
+                answers.append(("hung", (await deliver(client, 54))[0]))
+            finally:
+                private_redis.process.send_signal(signal.SIGCONT)
+            answers.append(("after", (await deliver(client, 55))[0]))
+    finally:
+        await store.aclose()
+        await admin.aclose()
+    assert answers == [
+        ("before", 200),
+        ("noscript", 200),
+        ("killed", 200),
+        ("readonly", 503),
+        ("hung", 503),
+        ("after", 200),
+    ]
+    assert [n.transaction_id for n in calls.calls] == [f"DK{n:07d}" for n in (50, 51, 52, 55)]
