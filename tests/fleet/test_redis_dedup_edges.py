@@ -85,9 +85,9 @@ async def test_every_redis_failure_is_a_503_and_never_a_callback_without_a_claim
             answers.append(("noscript", (await deliver(client, 51))[0]))
             await admin.client_kill_filter(_type="normal", skipme=True)
             answers.append(("killed", (await deliver(client, 52))[0]))
-            await admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+            await admin.replicaof("127.0.0.1", free_port())
             answers.append(("readonly", (await deliver(client, 53))[0]))
-            await admin.execute_command("REPLICAOF", "NO", "ONE")
+            await admin.replicaof("NO", "ONE")
             assert private_redis.process is not None
             private_redis.process.send_signal(signal.SIGSTOP)
             try:
