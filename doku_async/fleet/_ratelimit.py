@@ -25,6 +25,10 @@ log = logging.getLogger("doku_async")
 RECOVERY = 0.05
 """After a halving the fleet's rate climbs back by this share of the target per second."""
 
+DOWN_RETRY = 1.0
+"""Seconds a limiter that found Redis unreachable paces locally before asking Redis again (each
+attempt on a Redis that stopped answering costs a socket timeout)."""
+
 # The fleet's current rate, computed from Redis's own clock so every machine agrees: the rate
 # left by the last halving plus the recovery since; THROTTLE halves it, at most once a second
 # for the whole fleet (a burst of 429s is one signal).
@@ -65,7 +69,8 @@ class FleetRateLimiter(RateLimiter):
     a client's own calls take ``await limiter.acquire()`` before each call and
     ``client.rate_limit_listeners.append(limiter.throttle)``. Redis unreachable: this process
     paces itself at its last known fleet rate (logged), so the fleet as a whole may exceed
-    ``rate`` while Redis is down.
+    ``rate`` while Redis is down; it asks Redis again once a second (:data:`DOWN_RETRY`), one
+    request probing while the others keep pacing locally.
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class FleetRateLimiter(RateLimiter):
         self._rate_script = redis.register_script(_RATE)
         self._rate_key = f"{self.prefix}rate:{name}"
         self._read_at = -math.inf
+        self._down_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -138,6 +144,12 @@ class FleetRateLimiter(RateLimiter):
         """Wait for the fleet's next slot."""
         if self._next > time.monotonic():  # a Retry-After hint this process was given
             await self._sleep(self._next - time.monotonic())
+        now = time.monotonic()
+        if now < self._down_until:  # Redis failed a moment ago (or another call probes it)
+            await super().acquire()
+            return
+        if self._down_until:  # this call probes Redis; the others keep pacing locally
+            self._down_until = now + DOWN_RETRY
         try:
             rate = self.rate or 1.0
             if time.monotonic() - self._read_at >= self.refresh:
@@ -148,7 +160,9 @@ class FleetRateLimiter(RateLimiter):
                 await self._sleep(min(max(stats.reset_time - time.time(), 0.002), 1.0))
                 if time.monotonic() - self._read_at >= self.refresh:
                     cost = self._cost(await self._fleet_rate())
+            self._down_until = 0.0
         except Exception as exc:
+            self._down_until = time.monotonic() + DOWN_RETRY
             log.warning("fleet rate limit unreachable (%s); pacing locally", type(exc).__name__)
             await super().acquire()
 
