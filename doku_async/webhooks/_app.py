@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -514,13 +515,15 @@ def create_webhook_app(
             failing callback answers 500 and DOKU retries. In confirm mode the confirmation
             still comes first.
         dedup_store: where handled notifications are remembered; default in memory.
-        dedup_ttl: how long to remember them (48 hours by default).
+        dedup_ttl: how long to remember them (48 hours by default; positive and finite).
         max_body_size: larger bodies get 413.
         drain_timeout: how long shutdown waits for ``ack_first`` callbacks.
         snap_inbound: adds the SNAP token route DOKU calls before SNAP-style notifications
             (``POST /access-token/b2b`` by default, see :class:`SnapInbound`); pair it with
             ``verifier=snap_inbound.notification_verifier(...)``.
     """
+    if not isinstance(dedup_ttl, int | float) or not 0 < dedup_ttl < math.inf:
+        raise ConfigurationError("dedup_ttl: give a positive, finite number of seconds")
     if verifier is None:
         agent_key, encryption_keys = webhook_keys_from_env(
             os.environ, agent_key=agent_key, encryption_keys=encryption_keys

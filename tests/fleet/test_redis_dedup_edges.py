@@ -4,6 +4,7 @@ callback still ran, Redis failures of every kind answered 503, and the TTL setti
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -13,8 +14,9 @@ from redis.asyncio import Redis
 from redis_fixtures import PrivateRedis, free_port
 from test_redis_dedup import Calls, deliver, replica
 
+from doku_async import ConfigurationError
 from doku_async.fleet import RedisDedupStore
-from doku_async.webhooks import UnpaidNotification
+from doku_async.webhooks import UnpaidNotification, create_webhook_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,3 +109,18 @@ async def test_every_redis_failure_is_a_503_and_never_a_callback_without_a_claim
         ("after", 200),
     ]
     assert [n.transaction_id for n in calls.calls] == [f"DK{n:07d}" for n in (50, 51, 52, 55)]
+
+
+@pytest.mark.parametrize("ttl", [0.0, -1.0, math.inf, math.nan])
+def test_a_dedup_ttl_no_store_can_keep_is_refused_when_the_app_is_created(ttl: float) -> None:
+    """0 or less: nothing is remembered, so every copy is handed over again; infinite or NaN:
+    Redis cannot take it, so every notification was answered 503, blamed on the store."""
+    store = RedisDedupStore.from_url("redis://127.0.0.1:6379/0", prefix="unused:")
+    with pytest.raises(ConfigurationError, match="dedup_ttl"):
+        create_webhook_app(
+            agent_key="A41418",
+            encryption_keys="627054fevj1sutvs",
+            on_unpaid=Calls(),
+            dedup_store=store,
+            dedup_ttl=ttl,
+        )
