@@ -21,6 +21,8 @@ __all__ = ["RedisDedupStore"]
 log = logging.getLogger("doku_async.webhooks")
 
 DONE = "done"
+COMPLETE_RETRIES = (0.05, 0.25)
+"""Pauses before trying again to mark a notification done (idempotent), after a failure."""
 
 # Every script touches only its KEYS, so it runs atomically on one Redis (and on a cluster
 # when the keys share a hash tag: give the prefix one, e.g. "{doku}:").
@@ -173,10 +175,27 @@ class RedisDedupStore:
         return groups
 
     async def complete(self, keys: Sequence[str], ttl: float) -> None:
-        """Mark this process's pending claims of ``keys`` done, kept ``ttl`` seconds."""
+        """Mark this process's pending claims of ``keys`` done, kept ``ttl`` seconds.
+
+        Tried again after a failure (a connection reset loses nothing then): a lost marker
+        would let the claim lapse and DOKU's next copy run the callback again. The claim is
+        renewed until then; the last error is raised.
+        """
         for token, owned in self._by_token(keys).items():
-            self._forget(owned, token)
-            await self._complete(keys=self._keys(owned), args=[token, DONE, _ms(ttl)])
+            try:
+                await self._mark_done(self._keys(owned), token, ttl)
+            finally:
+                self._forget(owned, token)
+
+    async def _mark_done(self, full: list[str], token: str, ttl: float) -> None:
+        for delay in COMPLETE_RETRIES:
+            try:
+                await self._complete(keys=full, args=[token, DONE, _ms(ttl)])
+                return
+            except Exception as exc:
+                log.warning("could not mark a notification done: %s", type(exc).__name__)
+            await asyncio.sleep(delay)
+        await self._complete(keys=full, args=[token, DONE, _ms(ttl)])
 
     async def release(self, keys: Sequence[str]) -> None:
         """Forget this process's claims of ``keys`` (another process's are left alone)."""

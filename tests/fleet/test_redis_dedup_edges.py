@@ -124,3 +124,38 @@ def test_a_dedup_ttl_no_store_can_keep_is_refused_when_the_app_is_created(ttl: f
             dedup_store=store,
             dedup_ttl=ttl,
         )
+
+
+async def test_a_connection_reset_while_marking_done_does_not_lose_the_done_marker(
+    private_redis: PrivateRedis,
+) -> None:
+    """The connection carrying "done" is reset (writes paused, then the store's connections
+    killed): the marker must still be written, or the claim lapses with its lease and DOKU's
+    next copy runs user code a second time."""
+    store = RedisDedupStore.from_url(private_redis.url, prefix="reset:", lease=0.5, wait=1.0)
+    admin = Redis.from_url(private_redis.url)
+    calls = Calls()
+    cuts: list[asyncio.Task[None]] = []
+
+    async def cut_while_completing() -> None:
+        await asyncio.sleep(0.2)  # "done" is on its way, held by the pause
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        await admin.client_unpause()
+
+    async def on_unpaid(notification: UnpaidNotification) -> None:
+        await calls(notification)
+        if len(calls.calls) == 1:
+            await admin.client_pause(5000, all=False)  # writes wait from here
+            cuts.append(asyncio.create_task(cut_while_completing()))
+
+    try:
+        async with replica(store, on_unpaid) as (client, _):
+            first, _ = await deliver(client, 60)
+            await asyncio.gather(*cuts)
+            await asyncio.sleep(0.8)  # past the lease
+            again, payload = await deliver(client, 60)
+    finally:
+        await store.aclose()
+        await admin.aclose()
+    assert (first, again, payload["responseCode"]) == (200, 200, "01")
+    assert len(calls.calls) == 1
