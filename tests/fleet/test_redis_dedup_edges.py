@@ -159,3 +159,31 @@ async def test_a_connection_reset_while_marking_done_does_not_lose_the_done_mark
         await admin.aclose()
     assert (first, again, payload["responseCode"]) == (200, 200, "01")
     assert len(calls.calls) == 1
+
+
+async def test_a_replay_with_another_body_never_reaches_user_code_after_a_failed_first(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The first delivery failed (500, released for DOKU's retry); captured headers replayed
+    at another replica with the status changed get 409; DOKU's own retry is handled. Then the
+    original and a replay racing at two replicas: exactly one body reaches user code."""
+    a_store = RedisDedupStore.from_url(redis_url, prefix=redis_prefix, wait=1.0, poll=0.01)
+    b_store = RedisDedupStore.from_url(redis_url, prefix=redis_prefix, wait=1.0, poll=0.01)
+    first, second = Calls(), Calls()
+    first.fail = True
+    try:
+        async with replica(a_store, first) as (a, _), replica(b_store, second) as (b, _):
+            failed, _ = await deliver(a, 70, "35")
+            replayed, _ = await deliver(b, 70, "50")
+            retried, _ = await deliver(b, 70, "35")
+            first.fail = False
+            raced = await asyncio.gather(deliver(a, 71, "35"), deliver(b, 71, "50"))
+    finally:
+        await a_store.aclose()
+        await b_store.aclose()
+    assert (failed, replayed, retried) == (500, 409, 200)
+    assert sorted(status for status, _ in raced) == [200, 409]
+    handed = [(n.transaction_id, n.status) for n in [*first.calls, *second.calls]]
+    assert handed.count(("DK0000070", "35")) == 2  # the failed try, then DOKU's retry
+    assert ("DK0000070", "50") not in handed
+    assert len([t for t, _ in handed if t == "DK0000071"]) == 1
