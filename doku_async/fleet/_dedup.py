@@ -133,10 +133,14 @@ class RedisDedupStore:
         return [self.prefix + "dedup:" + key for key in keys]
 
     async def claim(self, keys: Sequence[str], ttl: float) -> bool:
-        """Claim all ``keys`` as pending for this process, or none if one is present."""
+        """Claim all ``keys`` as pending for this process, or none if one is present.
+
+        Pending lasts ``lease`` (renewed), whatever ``ttl``: that is how long a *done*
+        notification is remembered (:meth:`complete`), and a shorter one must not end a claim
+        while its callback runs."""
         token = "pending:" + secrets.token_hex(16)
         full = self._keys(keys)
-        claimed = await self._claim(keys=full, args=[token, _ms(min(self.lease, ttl))])
+        claimed = await self._claim(keys=full, args=[token, _ms(self.lease)])
         if not claimed:
             return False
         for key in keys:

@@ -161,10 +161,10 @@ class Calls:
 
 @asynccontextmanager
 async def replica(
-    store: Any, on_unpaid: Callable[[UnpaidNotification], Awaitable[None]]
+    store: Any, on_unpaid: Callable[[UnpaidNotification], Awaitable[None]], **options: Any
 ) -> AsyncIterator[tuple[Client, web.Application]]:
     sub = create_webhook_app(
-        agent_key=AGENT, encryption_keys=KEY, on_unpaid=on_unpaid, dedup_store=store
+        agent_key=AGENT, encryption_keys=KEY, on_unpaid=on_unpaid, dedup_store=store, **options
     )
     outer = web.Application()
     outer.add_subapp("/doku/", sub)

@@ -187,3 +187,30 @@ async def test_a_replay_with_another_body_never_reaches_user_code_after_a_failed
     assert handed.count(("DK0000070", "35")) == 2  # the failed try, then DOKU's retry
     assert ("DK0000070", "50") not in handed
     assert len([t for t, _ in handed if t == "DK0000071"]) == 1
+
+
+async def test_a_pending_claim_is_kept_while_its_callback_runs_even_with_a_short_dedup_ttl(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """``dedup_ttl`` (how long a *done* notification is remembered) shorter than the lease: the
+    pending claim must still last until the first renewal, not lapse mid-callback."""
+    a_store = RedisDedupStore.from_url(redis_url, prefix=redis_prefix, lease=3.0, poll=0.01)
+    b_store = RedisDedupStore.from_url(redis_url, prefix=redis_prefix, wait=0.1, poll=0.01)
+    first, second = Calls(), Calls()
+    first.gate = asyncio.Event()
+    try:
+        async with (
+            replica(a_store, first, dedup_ttl=0.3) as (a, _),
+            replica(b_store, second, dedup_ttl=0.3) as (b, _),
+        ):
+            running = asyncio.create_task(deliver(a, 80))
+            await asyncio.wait_for(first.entered.wait(), 10)
+            await asyncio.sleep(0.5)  # past dedup_ttl, before the first renewal (1 s)
+            copy, _ = await deliver(b, 80)
+            first.gate.set()
+            done, _ = await running
+    finally:
+        await a_store.aclose()
+        await b_store.aclose()
+    assert (done, copy) == (200, 503)  # the copy waits for DOKU's retry
+    assert second.calls == []
