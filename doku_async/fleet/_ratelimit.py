@@ -25,6 +25,9 @@ log = logging.getLogger("doku_async")
 RECOVERY = 0.05
 """After a halving the fleet's rate climbs back by this share of the target per second."""
 
+SLOTS = 1_000_000
+"""Window slots per second of a fleet limit, whatever its rate (its key does not depend on it)."""
+
 DOWN_RETRY = 1.0
 """Seconds a limiter that found Redis unreachable paces locally before asking Redis again (each
 attempt on a Redis that stopped answering costs a socket timeout)."""
@@ -59,9 +62,10 @@ class FleetRateLimiter(RateLimiter):
 
     Pacing is the ``limits`` library's sliding window counter on Redis (the previous second's
     count weighted by how much of it is still in the window: requests spread evenly once the
-    first second is past; that first second may take ``rate`` at once): a window of
-    ``100 * rate`` slots (at most a million), where a request takes ``100 * rate / current
-    rate`` slots, so one window counts every request whatever the current rate. The fleet's
+    first second is past; that first second may take ``rate`` at once): one window of
+    :data:`SLOTS` per second for the name, where a request takes ``SLOTS / current rate``
+    slots, so one window counts every request whatever the current rate, and limiters given
+    different rates for one name share it (the fleet never exceeds the largest). The fleet's
     rate never goes below one request per second (``min_rate``). A 429 anywhere halves the
     fleet's rate (once a second at most, kept in Redis, read by every process at most ``refresh``
     seconds later), and it climbs back by 5% of ``rate`` per second, as the in-process
@@ -98,10 +102,7 @@ class FleetRateLimiter(RateLimiter):
         self.refresh = refresh
         storage_module = require("limits.aio.storage")
         strategies = require("limits.aio.strategies")
-        self._scale = max(1, min(100, int(1_000_000 // rate)))
-        self._item: RateLimitItem = require("limits").RateLimitItemPerSecond(
-            round(self._scale * rate), 1
-        )
+        self._item: RateLimitItem = require("limits").RateLimitItemPerSecond(SLOTS, 1)
         storage = storage_module.RedisStorage(  # on this limiter's connection pool
             "async+" + url,
             implementation="redispy",
@@ -129,8 +130,7 @@ class FleetRateLimiter(RateLimiter):
 
     def _cost(self, rate: float) -> int:
         """Window slots one request takes at the fleet's current ``rate``."""
-        assert self.target is not None
-        return max(1, min(self._item.amount, round(self._scale * self.target / rate)))
+        return max(1, min(SLOTS, round(SLOTS / rate)))
 
     async def _fleet_rate(self, *, halve: bool = False) -> float:
         assert self.target is not None

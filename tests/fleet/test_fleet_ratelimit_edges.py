@@ -59,3 +59,29 @@ async def test_back_on_redis_after_the_pause_it_follows_the_fleet_again(
         await mine.aclose()
     assert mine.rate is not None
     assert 20.0 <= mine.rate < 22.0  # the fleet's halved rate, read from Redis
+
+
+async def test_limiters_of_one_name_share_one_window_whatever_rate_each_was_given(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two runners of one fleet limit started with different rates (40 and 20): one shared
+    window, so the fleet never exceeds the larger rate. Each window was keyed by its own rate,
+    so they did not see each other at all and the fleet took 40 + 20 requests per second."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    fast = FleetRateLimiter.from_url(redis_url, name="run", rate=40.0, prefix=redis_prefix)
+    slow = FleetRateLimiter.from_url(
+        redis_url, name="run", rate=20.0, prefix=redis_prefix, sleep=sleep
+    )
+    try:
+        for _ in range(40):  # the first second's whole budget
+            await fast.acquire()
+        await slow.acquire()
+    finally:
+        await fast.aclose()
+        await slow.aclose()
+    assert slept  # the other runner had to wait for the shared window
