@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,8 @@ class Preflight:
     """The file's (or, on resume, the journal's) total."""
     to_pay: Decimal = Decimal("0.00")
     """What is still to pay: the items not settled in an existing journal."""
+    to_send: int = 0
+    """How many payouts are still to send: the items not settled in an existing journal."""
     source: PlanSource | None = None
     customer: str | None = None
     agent_key: str | None = None
@@ -129,14 +132,29 @@ async def check_doku(pf: Preflight, *, balance: bool) -> None:
         pf.config_problems.append(f"configuration error: {what} failed: {exc}")
 
 
+_UNKNOWN_BANK = re.compile(r"unknown bank code ('\d+'); if DOKU accepts it, add it with .*")
+
+
+def cli_advice(line: str) -> str:
+    """A CSV error line with advice a command-line user can follow (the SDK's message names
+    Python code for an unknown bank code)."""
+    return _UNKNOWN_BANK.sub(
+        r"unknown bank code \1: check it (Bank Indonesia's three-digit code, e.g. 014 for "
+        "BCA); the command line knows the SDK's table (doku_async/_banks.py), and a code DOKU "
+        "accepts that is missing there can only be paid from Python (BankCodes.with_extra)",
+        line,
+    )
+
+
 def _check_file(path: str, pf: Preflight) -> None:
     try:
         payouts = read_payout_file(path)  # the whole file, every row
     except CsvInputError as exc:
-        pf.input_problems.extend(exc.message.splitlines())
+        pf.input_problems.extend(cli_advice(line) for line in exc.message.splitlines())
         return
     pf.items, pf.total = payouts.items, payouts.total
     pf.to_pay = payouts.total
+    pf.to_send = payouts.rows
     pf.source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
     pf.passed.append(
         f"file: {payouts.rows} payout(s), IDR {payouts.total:,} in total; every row valid, "
@@ -192,6 +210,7 @@ def _read_journal(args: argparse.Namespace, path: str, journal: Journal, pf: Pre
     settled = {e.item.reference for e in journal.entries() if e.state in FINAL_STATES}
     left = [item for item in pf.items if item.reference not in settled]
     pf.to_pay = sum((item.amount for item in left), Decimal("0.00"))
+    pf.to_send = len(left)
     pf.passed.append(
         f"journal: {path} exists; {len(pf.items) - len(left)} item(s) settled, {len(left)} "
         f"left (IDR {pf.to_pay:,})"

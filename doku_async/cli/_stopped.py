@@ -20,14 +20,19 @@ from ._common import journal_error
 
 class Results:
     """The results file (if any) and which references it holds, so that a run stopped by a
-    journal error can complete it."""
+    journal error can complete it; how many failures are ``retry`` (nothing paid, may be tried
+    again) and whether a second Ctrl-C aborted the payouts in flight."""
 
     def __init__(self, writer: ResultWriter | None) -> None:
         self.writer = writer
         self.written: set[str] = set()
+        self.retry = 0
+        self.aborted = False
 
     def write(self, result: ItemResult) -> None:
         self.written.add(result.reference)
+        if result.status == "failed" and result.retryable:
+            self.retry += 1  # journaled as 'retry', not 'failed'
         if self.writer is not None:
             self.writer.write(result)
 
