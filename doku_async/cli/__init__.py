@@ -87,7 +87,7 @@ from ._fleet import (
 from ._journal import journal_command
 from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
-from ._preflight import cli_advice
+from ._preflight import cli_advice, credential_problem
 from ._reconcile import add_reconcile_parser, reconcile_command
 from ._safeio import safe_std_streams
 from ._summary import print_events
@@ -219,8 +219,12 @@ def _run_payouts(args: argparse.Namespace) -> int:
     except (PreflightError, PlanMismatchError, IncompletePlanError) as exc:
         print(f"refused: {exc.message}", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    except (ConfigurationError, AuthenticationError) as exc:
+    except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AuthenticationError as exc:  # DOKU's answer, not the request's random references
+        for line in credential_problem(exc, token_issued=None):
+            print(line, file=sys.stderr)
         return EXIT_CONFIG
     except Refused as exc:
         for line in exc.lines:

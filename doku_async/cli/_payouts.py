@@ -12,12 +12,13 @@ import sys
 from decimal import Decimal
 
 from .._client import DokuClient
+from .._exceptions import AuthenticationError, ConfigurationError, DokuError
 from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, ResultWriter
 from ._common import EXIT_INTERRUPTED, JournalFailure, before_sending, journal_error, open_journal
 from ._preflight import Preflight, check_doku, check_local
 from ._progress import progress_display
 from ._resume import print_interrupted, resume_command
-from ._stopped import Results, stopped_on_journal_error
+from ._stopped import Results, stopped_on_config, stopped_on_journal_error
 from ._summary import report_journal, worse
 from ._validate import validate_command
 
@@ -144,7 +145,18 @@ async def _pay(
             raise JournalFailure(
                 stopped_on_journal_error(args, journal, exc, items, writer, runner)
             ) from None
-    return runner, summary, writer
+        except (AuthenticationError, ConfigurationError) as exc:
+            stopped: DokuError = exc  # the results file is closed first
+        else:
+            return runner, summary, writer
+    raise stopped_on_config(
+        args,
+        journal,
+        stopped,
+        created=not pf.journal_exists,
+        results=writer,
+        resume=resume_command(args),
+    ) from None
 
 
 async def _run_with_sigint(

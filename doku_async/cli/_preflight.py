@@ -4,7 +4,8 @@ token) and the balance. ``payouts validate`` and ``payouts run --dry-run`` print
 ``payouts run`` and ``resume`` refuse on the first report with problems.
 
 No transfer and no account inquiry is ever sent from here: the only requests are the B2B token
-and, with the agent key, one balance inquiry.
+and, with the agent key, one balance inquiry (signed with the client secret, so a wrong secret
+is found here, before the journal is created).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from .._client import DokuClient
 from .._exceptions import (
     AuthenticationError,
     ConfigurationError,
+    DokuAPIError,
     DokuConnectionError,
     DokuError,
     RequestValidationError,
+    TokenError,
 )
 from ..bulk import (
     FINAL_STATES,
@@ -110,26 +113,59 @@ def check_local(args: argparse.Namespace) -> Preflight:
 
 
 async def check_doku(pf: Preflight, *, balance: bool) -> None:
-    """Ask DOKU for a token (the credentials) and, when ``balance``, the balance against what
-    is still to pay. Only when :func:`check_local` found the client's configuration."""
+    """Ask DOKU for a token (the client id and the private key) and, when the agent key is
+    known, the balance: a call signed with the client secret, so a wrong secret is found
+    before any journal is created (compared with what is still to pay when ``balance``). Only
+    when :func:`check_local` found the client's configuration."""
     doku = pf.client
     if doku is None:
         return
+    what = "the token request"
     try:
-        if balance and pf.agent_key:
+        await doku.authenticate()  # the B2B token alone: the client id and the key
+        pf.passed.append("credentials: DOKU issued a token")
+        if pf.agent_key:
+            what = "the balance inquiry"
             answer = await doku.kirim.balance_inquiry(account_no=pf.agent_key)
-            pf.passed.append("credentials: DOKU issued a token")
-            _check_balance(answer.available_balance, pf)
-        else:
-            await doku.authenticate()  # the B2B token alone: the client id and the key
-            pf.passed.append("credentials: DOKU issued a token")
+            pf.passed.append("client secret: DOKU accepted a signed balance inquiry")
+            if balance:
+                _check_balance(answer.available_balance, pf)
     except (AuthenticationError, ConfigurationError) as exc:
-        pf.config_problems.append(f"configuration error: {exc}")
+        pf.config_problems.extend(credential_problem(exc, token_issued=bool(pf.passed)))
     except DokuConnectionError as exc:
         pf.config_problems.append(f"configuration error: cannot reach DOKU: {exc}")
     except DokuError as exc:
-        what = "the balance inquiry" if balance and pf.agent_key else "the token request"
-        pf.config_problems.append(f"configuration error: {what} failed: {exc}")
+        pf.config_problems.append(f"configuration error: {what} failed: {_answer(exc)}")
+
+
+SECRET_ADVICE = (
+    "check DOKU_CLIENT_SECRET: the HMAC key that signs every Kirim call. A signature 401 "
+    "after DOKU issued a token means the secret is wrong, not the private key (the token "
+    "proves the client id and the private key)."
+)
+
+
+def credential_problem(exc: DokuError, *, token_issued: bool | None) -> list[str]:
+    """The lines of a credentials failure: DOKU's code and message (never the request's
+    random references, which are no payout's), and what to check (``token_issued``: whether
+    DOKU had issued a token before, ``None`` when not known)."""
+    lines = [f"configuration error: {_answer(exc)}"]
+    key = (
+        "check DOKU_CLIENT_ID and the private key (DOKU_PRIVATE_KEY or DOKU_PRIVATE_KEY_PATH): "
+        "DOKU refused the token request they sign"
+    )
+    if isinstance(exc, AuthenticationError) and not isinstance(exc, TokenError):
+        if token_issued is None:
+            lines.append(f"{key}; or {SECRET_ADVICE}")
+        else:
+            lines.append(SECRET_ADVICE if token_issued else key)
+    return lines
+
+
+def _answer(exc: DokuError) -> str:
+    if isinstance(exc, DokuAPIError) and exc.response_code:
+        return f"DOKU answered {exc.response_code}: {exc.response_message or '-'}"
+    return exc.message
 
 
 _UNKNOWN_BANK = re.compile(r"unknown bank code ('\d+'); if DOKU accepts it, add it with .*")
