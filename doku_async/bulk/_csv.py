@@ -159,13 +159,18 @@ def _value_problems(
             f"{first.problem})"
         ]
     amount = values["amount"]
+    amount_ok = not any(exc.field == "amount" for exc in found)
+    # "200.000" is Indonesian for 200000 but reads as IDR 200.00: refused with the hint. A
+    # refused "10.123" keeps its own error ("at most 2 decimal places").
     grouped = _THOUSANDS.fullmatch(amount) is not None and (
-        "," in amount or amount.count(".") > 1 or len(amount.rpartition(".")[2]) == 3
+        "," in amount
+        or amount.count(".") > 1
+        or (amount_ok and len(amount.rpartition(".")[2]) == 3)
     )
     problems = [
         f"line {line}: {exc.field}: {exc.problem}"
         for exc in found
-        if not (grouped and exc.field == "amount")
+        if not (grouped and exc.field == "amount" and exc.problem == "is not a number")
     ]
     if grouped:
         problems.append(
