@@ -116,13 +116,17 @@ async def check_doku(pf: Preflight, *, balance: bool) -> None:
     """Ask DOKU for a token (the client id and the private key) and, when the agent key is
     known, the balance: a call signed with the client secret, so a wrong secret is found
     before any journal is created (compared with what is still to pay when ``balance``). Only
-    when :func:`check_local` found the client's configuration."""
+    when :func:`check_local` found the client's configuration.
+
+    Without ``balance`` the inquiry only checks the secret: DOKU refusing its signature is a
+    problem, the inquiry failing otherwise (DOKU down, an error answer) is noted and ignored."""
     doku = pf.client
     if doku is None:
         return
-    what = "the token request"
+    what, token = "the token request", False
     try:
         await doku.authenticate()  # the B2B token alone: the client id and the key
+        token = True
         pf.passed.append("credentials: DOKU issued a token")
         if pf.agent_key:
             what = "the balance inquiry"
@@ -131,11 +135,14 @@ async def check_doku(pf: Preflight, *, balance: bool) -> None:
             if balance:
                 _check_balance(answer.available_balance, pf)
     except (AuthenticationError, ConfigurationError) as exc:
-        pf.config_problems.extend(credential_problem(exc, token_issued=bool(pf.passed)))
-    except DokuConnectionError as exc:
-        pf.config_problems.append(f"configuration error: cannot reach DOKU: {exc}")
+        pf.config_problems.extend(credential_problem(exc, token_issued=token))
     except DokuError as exc:
-        pf.config_problems.append(f"configuration error: {what} failed: {_answer(exc)}")
+        if token and not balance:  # the secret could not be checked: not a refusal
+            pf.passed.append(f"client secret: not checked ({what} failed: {_answer(exc)})")
+        elif isinstance(exc, DokuConnectionError):
+            pf.config_problems.append(f"configuration error: cannot reach DOKU: {exc}")
+        else:
+            pf.config_problems.append(f"configuration error: {what} failed: {_answer(exc)}")
 
 
 SECRET_ADVICE = (

@@ -297,3 +297,36 @@ async def test_an_unknown_bank_code_gets_advice_for_the_command_line(
     assert "unknown bank code '998': check it" in result.stderr
     assert "DokuClient(" not in result.stderr  # no Python advice on the command line
     assert "Nothing was sent." in result.stderr
+
+
+async def test_a_refused_token_points_at_the_client_id_and_the_key_not_the_secret(
+    sim: DokuSimulator, tmp_path: Path
+) -> None:
+    csv_path = write_items(tmp_path / "p.csv", items_of(1, "TOKEN"))
+    env = sim_env(sim, tmp_path, DOKU_CLIENT_ID="BRN-0001-0000000000000")
+    result = await cli(
+        "payouts", "run", str(csv_path), "--journal", str(tmp_path / "t.db"), env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 5, result
+    assert "check DOKU_CLIENT_ID and the private key" in result.stderr
+    assert "DOKU_CLIENT_SECRET" not in result.stderr
+    assert files(tmp_path) == ["p.csv"]
+
+
+async def test_a_failing_balance_inquiry_does_not_block_a_run_without_check_balance(
+    sim: DokuSimulator, creds: SimulatorCredentials, tmp_path: Path
+) -> None:
+    # With the agent key known the preflight asks the balance to check the client secret;
+    # DOKU failing that inquiry otherwise (HTTP 500) is no reason to refuse the run.
+    csv_path = write_items(tmp_path / "p.csv", items_of(2, "BAL"))
+    sim.inject("balance_inquiry", "error", status=500, response_code="5004200", times=10)
+    env = sim_env(sim, tmp_path, DOKU_AGENT_KEY=creds.agent_key)
+    result = await cli(
+        "payouts", "run", str(csv_path), "--journal", str(tmp_path / "b.db"), env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result
+    assert sim.requests_for("balance_inquiry")  # asked, and failed
+    assert {r.status for r in sim.requests_for("balance_inquiry")} == {500}
+    assert set(transfer_refs(sim)) == {"BAL-000", "BAL-001"}
