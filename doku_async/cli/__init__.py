@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return migrate_command(args.url)
         if args.command == "journal":
             return journal_command(args)
-        with safe_std_streams():  # a closed terminal or pipe never stops the money
+        with safe_std_streams():  # a closed output pipe never stops the money
             return _run_payouts(args)
 
 

@@ -1,5 +1,5 @@
 """Output that cannot break a run: when the reader of standard output or standard error goes
-away (``| head``, a ``tee`` killed by Ctrl-C, a closed terminal), the run keeps paying and
+away (``| head``, a ``tee`` killed by Ctrl-C), the run keeps paying and
 journaling, and only stops writing to that stream.
 
 Python ignores SIGPIPE, so a write to a closed pipe raises :class:`BrokenPipeError` (EPIPE).
@@ -19,8 +19,9 @@ from typing import Any, TextIO
 
 __all__ = ["SafeStream", "mute", "safe_std_streams"]
 
-_GONE = (errno.EPIPE, errno.ECONNRESET, errno.EBADF)
-"""The reader went away (or the descriptor was closed under us)."""
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.EIO)
+"""The reader went away (a pipe or socket, a hung-up terminal: EIO), or the descriptor was
+closed under us."""
 
 
 def mute(stream: TextIO) -> None:
