@@ -44,6 +44,19 @@ def states(db: Path) -> Counter[str]:
         journal.close()
 
 
+def head(fd: int, lines: int) -> list[bytes]:
+    """The first ``lines`` lines read from ``fd``, as ``head`` reads them (bounded)."""
+    data = b""
+    for _ in range(10_000):
+        if data.count(b"\n") >= lines:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n")[:lines]
+
+
 def files(directory: Path, suffix: str = "") -> list[str]:
     """The names of the files in ``directory`` ending with ``suffix``."""
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(suffix))
@@ -138,16 +151,18 @@ async def test_journal_export_into_head_stops_quietly(sim: DokuSimulator, tmp_pa
     assert paid.returncode == 0, paid
     with closing(Journal(db)) as journal:  # enough lines to fill any pipe buffer
         journal.plan(items_of(3000, "BIG"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "doku_async", "journal", "export", str(db), "--format", "jsonl",
-        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    read_end, write_end = os.pipe()
     try:
-        assert proc.stdout is not None
+        proc = await start_with(
+            "journal", "export", str(db), "--format", "jsonl", env=env, cwd=tmp_path,
+            stdout=write_end, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    try:
+        first = head(read_end, 2)
+        os.close(read_end)  # head exits after two lines
         assert proc.stderr is not None
-        first = [await proc.stdout.readline() for _ in range(2)]  # head -2
-        proc._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]
         err = await asyncio.wait_for(proc.stderr.read(), TIMEOUT)
         code = await wait_or_kill(proc)
     finally:
