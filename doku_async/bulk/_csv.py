@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -117,18 +118,7 @@ def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
             errors.append(short)
             continue
         values = {k: (v or "").strip() for k, v in row.items()}
-        problems = [f"line {line}: {exc.field}: {exc.problem}" for exc in _field_errors(values)]
-        if problems and any(v is None for v in row.values()):
-            fields = sum(v is not None for v in row.values())
-            problems.append(
-                f"line {line}: the row has {fields} field(s), the header {len(header)}: "
-                "a value may be missing (the ones after it moved one column left)"
-            )
-        if any(c in values["amount"] for c in "eE"):
-            problems.append(
-                f"line {line}: amount: write plain digits, not exponent notation "
-                "(a spreadsheet may have reformatted it)"
-            )
+        problems = _value_problems(row, values, header, line)
         reference = values["reference"]
         first = seen.get(reference)
         if first is not None:
@@ -146,6 +136,53 @@ def parse_payouts(stream: TextIO) -> tuple[list[PayoutItem], Decimal]:
     if errors:
         raise CsvInputError(errors)
     return items, total
+
+
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+"""A number in exponent notation (``1.5E+06``): a spreadsheet's reformatting."""
+_THOUSANDS = re.compile(r"\d{1,3}([.,]\d{3})+([.,]\d{1,2})?")
+"""Digits grouped by thousands (``200,000``, ``1.500.000``, ``200.000``, ``1,500,000.00``)."""
+
+
+def _value_problems(
+    row: dict[str, str | None], values: dict[str, str], header: list[str], line: int
+) -> list[str]:
+    """The row's value problems: one error for a row short of a value (the others moved one
+    column left), else one per field, with hints for spreadsheet-formatted amounts."""
+    found = _field_errors(values)
+    if found and any(v is None for v in row.values()):
+        fields = sum(v is not None for v in row.values())
+        first = found[0]
+        return [
+            f"line {line}: the row has {fields} field(s), the header {len(header)}: a value "
+            f"may be missing (the ones after it moved one column left; {first.field}: "
+            f"{first.problem})"
+        ]
+    amount = values["amount"]
+    amount_ok = not any(exc.field == "amount" for exc in found)
+    # "200.000" is Indonesian for 200000 but reads as IDR 200.00: refused with the hint. A
+    # refused "10.123" keeps its own error ("at most 2 decimal places").
+    grouped = _THOUSANDS.fullmatch(amount) is not None and (
+        "," in amount
+        or amount.count(".") > 1
+        or (amount_ok and len(amount.rpartition(".")[2]) == 3)
+    )
+    problems = [
+        f"line {line}: {exc.field}: {exc.problem}"
+        for exc in found
+        if not (grouped and exc.field == "amount" and exc.problem == "is not a number")
+    ]
+    if grouped:
+        problems.append(
+            f"line {line}: amount: {amount!r} has thousands separators: write plain digits "
+            "with an optional .00 (e.g. 200000 or 200000.00)"
+        )
+    elif _EXPONENT.fullmatch(amount):
+        problems.append(
+            f"line {line}: amount: write plain digits, not exponent notation "
+            "(a spreadsheet may have reformatted it)"
+        )
+    return problems
 
 
 def _missing_columns(row: dict[str, str | None], header: list[str], line: int) -> str:

@@ -14,6 +14,13 @@ dead process (the OS would otherwise report the lock held): it is taken over.
 
 Several :class:`~doku_async.bulk.Journal` objects of one process over the same file share one
 lock (counted), as they share the process.
+
+The lock file is removed when its holder releases it (not on Windows, where an open file cannot
+be removed), so a clean close leaves no empty ``.lock`` behind. That is safe because the holder
+removes it while it still holds the OS lock, and a process that takes the OS lock then checks
+that the path still names the file it locked (same device and inode): if the holder removed it
+meanwhile, the process opens the path again, so two processes never hold two different files.
+A process killed while holding the lock leaves the file (with its record) for the next one.
 """
 
 from __future__ import annotations
@@ -151,11 +158,31 @@ def _write_record(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
+def _still_named(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open on ``fd`` (its holder may have removed it
+    between our open and our lock)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+class _Removed(Exception):
+    """The lock file was removed by its last holder after we opened it: open it again."""
+
+
+_OPEN_ATTEMPTS = 20
+"""Bound on re-opening a lock file that its holders keep removing under us."""
+
+
 class _Held:
     """The lock as this process holds it: one descriptor, counted users, a heartbeat."""
 
-    def __init__(self, fd: int, holder: LockHolder, lease: float) -> None:
+    def __init__(self, fd: int, holder: LockHolder, lease: float, path: str = "") -> None:
         self.fd = fd
+        self.path = path
         self.holder = holder
         self.users = 1
         self._stop = threading.Event()
@@ -185,6 +212,9 @@ class _Held:
         try:
             with contextlib.suppress(OSError):  # released: the next holder finds no record
                 os.ftruncate(self.fd, 0)
+            if self.path and sys.platform != "win32" and _still_named(self.fd, self.path):
+                with contextlib.suppress(OSError):  # removed while still locked (module doc)
+                    os.unlink(self.path)
         finally:
             os.close(self.fd)  # drops the OS lock
 
@@ -266,16 +296,21 @@ class JournalLock:
                 held.users += 1
                 self._key = key
                 return
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                holder = self._take(fd)
-                _HELD[key] = _Held(fd, holder, self.lease)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._key = key
+            for attempt in range(_OPEN_ATTEMPTS):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    holder = self._take(fd, last=attempt == _OPEN_ATTEMPTS - 1)
+                except _Removed:
+                    os.close(fd)
+                    continue
+                except BaseException:
+                    os.close(fd)
+                    raise
+                _HELD[key] = _Held(fd, holder, self.lease, self.path)
+                self._key = key
+                return
 
-    def _take(self, fd: int) -> LockHolder:
+    def _take(self, fd: int, *, last: bool = False) -> LockHolder:
         if not _try_lock(fd):
             holder = _read_record(fd)
             who = holder.describe() if holder is not None else "another process"
@@ -285,6 +320,15 @@ class JournalLock:
                 "run to finish, or stop it first.",
                 path=self.journal_path,
                 holder=holder,
+            )
+        if sys.platform != "win32" and not _still_named(fd, self.path):
+            if not last:
+                raise _Removed
+            raise JournalLockedError(
+                f"the journal {self.journal_path}'s lock file kept being replaced while this "
+                "process took it; another process is starting or ending a run: retry",
+                path=self.journal_path,
+                holder=None,
             )
         previous = _read_record(fd)
         host = _hostname()

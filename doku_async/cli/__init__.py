@@ -25,6 +25,10 @@ command to run next. Their exit code tells the truth about the money, for the wh
 * ``130`` interrupted by Ctrl-C (journal consistent): what this run did and the exact
   ``payouts resume`` command (same journal and options) are printed.
 
+A reader of standard output or error that goes away (``| head``, a ``tee`` killed by Ctrl-C)
+never stops a payout run: it keeps paying and journaling, and stops writing to that stream
+(exit codes as above). ``journal export`` to a closed pipe stops quietly with ``141``.
+
 A run refused with ``4`` or ``5`` creates no journal (nor lock file): everything is checked
 before. ``payouts validate FILE`` (and ``payouts run --dry-run``) prints every check (the file,
 the caps, the configuration, the credentials, the balance) and sends no transfer: ``0`` ready,
@@ -83,7 +87,9 @@ from ._fleet import (
 from ._journal import journal_command
 from ._payouts import _print_summary as _print_summary  # used by the tests
 from ._payouts import run_command
+from ._preflight import cli_advice, credential_problem
 from ._reconcile import add_reconcile_parser, reconcile_command
+from ._safeio import safe_std_streams
 from ._summary import print_events
 from ._validate import add_validate_parser, validate_command
 
@@ -199,21 +205,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return migrate_command(args.url)
         if args.command == "journal":
             return journal_command(args)
-        return _run_payouts(args)
+        with safe_std_streams():  # a closed output pipe never stops the money
+            return _run_payouts(args)
 
 
 def _run_payouts(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_payouts(args))
     except CsvInputError as exc:
-        print(exc.message, file=sys.stderr)
+        print(cli_advice(exc.message), file=sys.stderr)
         print("Nothing was sent.", file=sys.stderr)
         return EXIT_INVALID_INPUT
     except (PreflightError, PlanMismatchError, IncompletePlanError) as exc:
         print(f"refused: {exc.message}", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    except (ConfigurationError, AuthenticationError) as exc:
+    except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AuthenticationError as exc:  # DOKU's answer, not the request's random references
+        for line in credential_problem(exc, token_issued=None):
+            print(line, file=sys.stderr)
         return EXIT_CONFIG
     except Refused as exc:
         for line in exc.lines:

@@ -15,6 +15,11 @@ from ..bulk import Journal, JournalBackend, PostgresJournal, backup_journal
 from ..bulk._pgconn import redact_url
 from ..bulk._storage import is_database_url
 from ._common import EXIT_CONFIG, EXIT_INVALID_INPUT, EXIT_JOURNAL, journal_error
+from ._safeio import mute
+
+EXIT_PIPE_CLOSED = 141
+"""``journal export`` to a reader that went away (``| head``): 128 + SIGPIPE, as a Unix tool
+killed by SIGPIPE reports it; nothing else is printed."""
 
 JOURNAL_COLUMNS = (
     "line",
@@ -61,6 +66,9 @@ def journal_command(args: argparse.Namespace) -> int:
             print(f"exported {count} items to {args.out}", file=sys.stderr)
         else:
             export(args.journal, sys.stdout, args.format)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:
+        return _reader_gone()
     except (sqlite3.Error, OSError) as exc:
         for line in journal_error(args.journal, exc, doing="read", sent="Nothing was sent."):
             print(line, file=sys.stderr)
@@ -119,10 +127,20 @@ def _export_shared(args: argparse.Namespace) -> int:
                 print(f"exported {count} items to {args.out}", file=sys.stderr)
             else:
                 write_entries(journal, sys.stdout, args.format)
+                sys.stdout.flush()
         finally:
             journal.close()
+    except BrokenPipeError:
+        return _reader_gone()
     except (sqlite3.Error, OSError) as exc:
         for line in journal_error(shown, exc, doing="read", sent="Nothing was sent."):
             print(line, file=sys.stderr)
         return EXIT_JOURNAL
     return 0
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (``| head``): stop quietly, like other Unix
+    tools; the journal was only read."""
+    mute(sys.stdout)
+    return EXIT_PIPE_CLOSED

@@ -12,12 +12,13 @@ import sys
 from decimal import Decimal
 
 from .._client import DokuClient
+from .._exceptions import AuthenticationError, ConfigurationError, DokuError
 from ..bulk import BulkRunner, BulkSummary, Journal, PayoutItem, ResultWriter
 from ._common import EXIT_INTERRUPTED, JournalFailure, before_sending, journal_error, open_journal
 from ._preflight import Preflight, check_doku, check_local
 from ._progress import progress_display
 from ._resume import print_interrupted, resume_command
-from ._stopped import Results, stopped_on_journal_error
+from ._stopped import Results, stopped_on_config, stopped_on_journal_error
 from ._summary import report_journal, worse
 from ._validate import validate_command
 
@@ -43,9 +44,9 @@ async def run_command(args: argparse.Namespace) -> int:
             items, total = _prepare(args, journal, pf)
             if pf.journal_exists:
                 await _check_doku(pf, args)
-            runner, summary = await _pay(args, doku, journal, items, total, pf)
-            _print_summary(summary, args.journal)
-            code = _report(args, journal, runner, summary)
+            runner, summary, results = await _pay(args, doku, journal, items, total, pf)
+            _print_summary(summary, args.journal, retry=results.retry)
+            code = _report(args, journal, runner, summary, aborted=results.aborted)
         finally:
             with contextlib.suppress(sqlite3.Error):  # after a failure: already reported
                 journal.close()
@@ -60,7 +61,12 @@ async def _check_doku(pf: Preflight, args: argparse.Namespace) -> None:
 
 
 def _report(
-    args: argparse.Namespace, journal: Journal, runner: BulkRunner, summary: BulkSummary
+    args: argparse.Namespace,
+    journal: Journal,
+    runner: BulkRunner,
+    summary: BulkSummary,
+    *,
+    aborted: bool = False,
 ) -> int:
     """The whole journal's totals, the payouts not confirmed paid, what to run next (after a
     Ctrl-C: the exact command that resumes); the exit code."""
@@ -68,6 +74,7 @@ def _report(
     try:
         # The whole file's totals, from the journal (the single record), not this run's.
         journal_code = report_journal(journal, args.journal, out=args.out, resume=resume)
+        in_flight = journal.totals().get("sending", (0, 0))[0] if aborted else 0
         journal.close()  # commits the last outcomes, checkpoints, releases the lock
     except sqlite3.Error as exc:
         raise JournalFailure(
@@ -80,7 +87,7 @@ def _report(
             )
         ) from None
     if runner.stopped:
-        print_interrupted(summary, resume)
+        print_interrupted(summary, resume, in_flight=in_flight)
         return EXIT_INTERRUPTED
     return worse(summary.exit_code, journal_code)
 
@@ -115,7 +122,7 @@ async def _pay(
     items: list[PayoutItem],
     total: Decimal,
     pf: Preflight,
-) -> tuple[BulkRunner, BulkSummary]:
+) -> tuple[BulkRunner, BulkSummary, Results]:
     """Run the items through a :class:`BulkRunner`, with progress and the results file."""
     with contextlib.ExitStack() as resources:
         runner = BulkRunner(
@@ -138,13 +145,25 @@ async def _pay(
             raise JournalFailure(
                 stopped_on_journal_error(args, journal, exc, items, writer, runner)
             ) from None
-    return runner, summary
+        except (AuthenticationError, ConfigurationError) as exc:
+            stopped: DokuError = exc  # the results file is closed first
+        else:
+            return runner, summary, writer
+    raise stopped_on_config(
+        args,
+        journal,
+        stopped,
+        created=not pf.journal_exists,
+        results=writer,
+        resume=resume_command(args),
+    ) from None
 
 
 async def _run_with_sigint(
     runner: BulkRunner, items: list[PayoutItem], total: Decimal, writer: Results
 ) -> BulkSummary:
-    """Run; the first Ctrl-C lets payouts in flight finish, the second aborts."""
+    """Run; the first Ctrl-C lets payouts in flight finish, the second aborts them (they stay
+    ``sending`` in the journal, for ``payouts resume`` to settle through check status)."""
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
 
@@ -152,7 +171,13 @@ async def _run_with_sigint(
         if not runner.stopped:
             print("stopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr)
             runner.stop()
-        elif main_task is not None:
+        elif main_task is not None and not writer.aborted:
+            writer.aborted = True
+            print(
+                "aborting: payouts in flight stay 'sending' in the journal; 'payouts resume' "
+                "settles them through check status before anything is sent again",
+                file=sys.stderr,
+            )
             main_task.cancel()
 
     with contextlib.suppress(NotImplementedError):
@@ -167,7 +192,9 @@ async def _run_with_sigint(
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _print_summary(summary: BulkSummary, journal: str) -> None:
+def _print_summary(summary: BulkSummary, journal: str, *, retry: int = 0) -> None:
+    """This run's line, in the journal line's words: ``failed`` is final (nothing paid),
+    ``retry`` nothing paid and safe to try again (``retry`` of the run's failures)."""
     c = summary.counts
     earlier = (
         f"; {summary.already_paid} already paid before this run: IDR "
@@ -175,10 +202,20 @@ def _print_summary(summary: BulkSummary, journal: str) -> None:
         if summary.already_paid
         else ""
     )
+    others = [
+        f"{state} {count}"
+        for state, count in (
+            ("accepted", c.get("accepted", 0)),
+            ("refunded", c.get("refunded", 0)),
+            ("retry", retry),
+        )
+        if count
+    ]
     print(
         f"this run: {summary.done} items in {summary.elapsed:.1f}s "
         f"({summary.throughput:,.0f}/s) - succeeded {c['succeeded']} "
-        f"(IDR {summary.amount_paid:,}{earlier}), failed {c['failed']}, pending {c['pending']}, "
-        f"unknown {c['unknown']}, skipped {c['skipped']}"
+        f"(IDR {summary.amount_paid:,}{earlier}), failed {c['failed'] - retry}, "
+        + "".join(f"{part}, " for part in others)
+        + f"pending {c['pending']}, unknown {c['unknown']}, skipped {c['skipped']}"
         + (f" ({summary.skipped_failed} failed earlier)" if summary.skipped_failed else "")
     )

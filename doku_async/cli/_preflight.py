@@ -4,13 +4,15 @@ token) and the balance. ``payouts validate`` and ``payouts run --dry-run`` print
 ``payouts run`` and ``resume`` refuse on the first report with problems.
 
 No transfer and no account inquiry is ever sent from here: the only requests are the B2B token
-and, with the agent key, one balance inquiry.
+and, with the agent key, one balance inquiry (signed with the client secret, so a wrong secret
+is found here, before the journal is created).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,9 +23,11 @@ from .._client import DokuClient
 from .._exceptions import (
     AuthenticationError,
     ConfigurationError,
+    DokuAPIError,
     DokuConnectionError,
     DokuError,
     RequestValidationError,
+    TokenError,
 )
 from ..bulk import (
     FINAL_STATES,
@@ -49,6 +53,8 @@ class Preflight:
     """The file's (or, on resume, the journal's) total."""
     to_pay: Decimal = Decimal("0.00")
     """What is still to pay: the items not settled in an existing journal."""
+    to_send: int = 0
+    """How many payouts are still to send: the items not settled in an existing journal."""
     source: PlanSource | None = None
     customer: str | None = None
     agent_key: str | None = None
@@ -107,36 +113,91 @@ def check_local(args: argparse.Namespace) -> Preflight:
 
 
 async def check_doku(pf: Preflight, *, balance: bool) -> None:
-    """Ask DOKU for a token (the credentials) and, when ``balance``, the balance against what
-    is still to pay. Only when :func:`check_local` found the client's configuration."""
+    """Ask DOKU for a token (the client id and the private key) and, when the agent key is
+    known, the balance: a call signed with the client secret, so a wrong secret is found
+    before any journal is created (compared with what is still to pay when ``balance``). Only
+    when :func:`check_local` found the client's configuration.
+
+    Without ``balance`` the inquiry only checks the secret: DOKU refusing its signature is a
+    problem, the inquiry failing otherwise (DOKU down, an error answer) is noted and ignored."""
     doku = pf.client
     if doku is None:
         return
+    what, token = "the token request", False
     try:
-        if balance and pf.agent_key:
+        await doku.authenticate()  # the B2B token alone: the client id and the key
+        token = True
+        pf.passed.append("credentials: DOKU issued a token")
+        if pf.agent_key:
+            what = "the balance inquiry"
             answer = await doku.kirim.balance_inquiry(account_no=pf.agent_key)
-            pf.passed.append("credentials: DOKU issued a token")
-            _check_balance(answer.available_balance, pf)
-        else:
-            await doku.authenticate()  # the B2B token alone: the client id and the key
-            pf.passed.append("credentials: DOKU issued a token")
+            pf.passed.append("client secret: DOKU accepted a signed balance inquiry")
+            if balance:
+                _check_balance(answer.available_balance, pf)
     except (AuthenticationError, ConfigurationError) as exc:
-        pf.config_problems.append(f"configuration error: {exc}")
-    except DokuConnectionError as exc:
-        pf.config_problems.append(f"configuration error: cannot reach DOKU: {exc}")
+        pf.config_problems.extend(credential_problem(exc, token_issued=token))
     except DokuError as exc:
-        what = "the balance inquiry" if balance and pf.agent_key else "the token request"
-        pf.config_problems.append(f"configuration error: {what} failed: {exc}")
+        if token and not balance:  # the secret could not be checked: not a refusal
+            pf.passed.append(f"client secret: not checked ({what} failed: {_answer(exc)})")
+        elif isinstance(exc, DokuConnectionError):
+            pf.config_problems.append(f"configuration error: cannot reach DOKU: {exc}")
+        else:
+            pf.config_problems.append(f"configuration error: {what} failed: {_answer(exc)}")
+
+
+SECRET_ADVICE = (
+    "check DOKU_CLIENT_SECRET: the HMAC key that signs every Kirim call. A signature 401 "
+    "after DOKU issued a token means the secret is wrong, not the private key (the token "
+    "proves the client id and the private key)."
+)
+
+
+def credential_problem(exc: DokuError, *, token_issued: bool | None) -> list[str]:
+    """The lines of a credentials failure: DOKU's code and message (never the request's
+    random references, which are no payout's), and what to check (``token_issued``: whether
+    DOKU had issued a token before, ``None`` when not known)."""
+    lines = [f"configuration error: {_answer(exc)}"]
+    key = (
+        "check DOKU_CLIENT_ID and the private key (DOKU_PRIVATE_KEY or DOKU_PRIVATE_KEY_PATH): "
+        "DOKU refused the token request they sign"
+    )
+    if isinstance(exc, AuthenticationError) and not isinstance(exc, TokenError):
+        if token_issued is None:
+            lines.append(f"{key}; or {SECRET_ADVICE}")
+        else:
+            lines.append(SECRET_ADVICE if token_issued else key)
+    return lines
+
+
+def _answer(exc: DokuError) -> str:
+    if isinstance(exc, DokuAPIError) and exc.response_code:
+        return f"DOKU answered {exc.response_code}: {exc.response_message or '-'}"
+    return exc.message
+
+
+_UNKNOWN_BANK = re.compile(r"unknown bank code ('\d+'); if DOKU accepts it, add it with .*")
+
+
+def cli_advice(line: str) -> str:
+    """A CSV error line with advice a command-line user can follow (the SDK's message names
+    Python code for an unknown bank code)."""
+    return _UNKNOWN_BANK.sub(
+        r"unknown bank code \1: check it (Bank Indonesia's three-digit code, e.g. 014 for "
+        "BCA); the command line knows the SDK's table (doku_async/_banks.py), and a code DOKU "
+        "accepts that is missing there can only be paid from Python (BankCodes.with_extra)",
+        line,
+    )
 
 
 def _check_file(path: str, pf: Preflight) -> None:
     try:
         payouts = read_payout_file(path)  # the whole file, every row
     except CsvInputError as exc:
-        pf.input_problems.extend(exc.message.splitlines())
+        pf.input_problems.extend(cli_advice(line) for line in exc.message.splitlines())
         return
     pf.items, pf.total = payouts.items, payouts.total
     pf.to_pay = payouts.total
+    pf.to_send = payouts.rows
     pf.source = PlanSource(payouts.rows, payouts.sha256, payouts.name)
     pf.passed.append(
         f"file: {payouts.rows} payout(s), IDR {payouts.total:,} in total; every row valid, "
@@ -192,6 +253,7 @@ def _read_journal(args: argparse.Namespace, path: str, journal: Journal, pf: Pre
     settled = {e.item.reference for e in journal.entries() if e.state in FINAL_STATES}
     left = [item for item in pf.items if item.reference not in settled]
     pf.to_pay = sum((item.amount for item in left), Decimal("0.00"))
+    pf.to_send = len(left)
     pf.passed.append(
         f"journal: {path} exists; {len(pf.items) - len(left)} item(s) settled, {len(left)} "
         f"left (IDR {pf.to_pay:,})"

@@ -58,15 +58,29 @@ def resume_command(args: argparse.Namespace) -> str:
     return command
 
 
-def print_interrupted(summary: BulkSummary, resume: str, stream: TextIO | None = None) -> None:
-    """What this run did before Ctrl-C, and the command that resumes (exit code 130)."""
+def print_interrupted(
+    summary: BulkSummary, resume: str, stream: TextIO | None = None, *, in_flight: int = 0
+) -> None:
+    """What this run did before Ctrl-C, and the command that resumes (exit code 130).
+
+    ``in_flight``: payouts a second Ctrl-C aborted while they were being sent (recorded as
+    ``sending``: maybe paid); the resume settles them through check status first."""
     stream = stream or sys.stdout
     c = summary.counts
     done = ", ".join(f"{state} {count}" for state, count in c.items() if count) or "nothing"
     left = f" of {summary.total}" if summary.total is not None else ""
-    print(
+    handled = (
         f"interrupted (Ctrl-C): this run handled {summary.done}{left} item(s) before it "
-        f"stopped ({done}); the journal is consistent and nothing will be paid twice.",
-        file=stream,
+        f"stopped ({done})"
     )
+    if not in_flight:
+        print(f"{handled}; the journal is consistent and nothing will be paid twice.", file=stream)
+    else:
+        print(f"{handled}.", file=stream)
+        print(
+            f"Ctrl-C twice: {in_flight} payout(s) were in flight and are recorded as 'sending' "
+            "(DOKU may have paid them): do not pay them by hand. The resume below settles them "
+            "through check status before anything is sent again; nothing will be paid twice.",
+            file=stream,
+        )
     print(f"resume with:\n  {resume}", file=stream)

@@ -4,8 +4,11 @@ committed state, list the items in doubt, and say what to do."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
+from pathlib import Path
 
+from .._exceptions import DokuError
 from ..bulk import (
     FINAL_STATES,
     IN_DOUBT_STATES,
@@ -15,19 +18,25 @@ from ..bulk import (
     PayoutItem,
     ResultWriter,
 )
-from ._common import journal_error
+from ._common import EXIT_CONFIG, Refused, journal_error
+from ._preflight import credential_problem
 
 
 class Results:
     """The results file (if any) and which references it holds, so that a run stopped by a
-    journal error can complete it."""
+    journal error can complete it; how many failures are ``retry`` (nothing paid, may be tried
+    again) and whether a second Ctrl-C aborted the payouts in flight."""
 
     def __init__(self, writer: ResultWriter | None) -> None:
         self.writer = writer
         self.written: set[str] = set()
+        self.retry = 0
+        self.aborted = False
 
     def write(self, result: ItemResult) -> None:
         self.written.add(result.reference)
+        if result.status == "failed" and result.retryable:
+            self.retry += 1  # journaled as 'retry', not 'failed'
         if self.writer is not None:
             self.writer.write(result)
 
@@ -128,3 +137,47 @@ def _complete_results(
             )
         results.write(result)
     return in_doubt, not_sent
+
+
+def stopped_on_config(
+    args: argparse.Namespace,
+    journal: JournalBackend,
+    exc: DokuError,
+    *,
+    created: bool,
+    results: Results,
+    resume: str,
+) -> Refused:
+    """DOKU refused the credentials (or the configuration) once the run had started (a wrong
+    client secret shows at the first signed call): exit 5 with what to check. When nothing
+    in the journal was sent and this run created it, the journal (and an empty results file)
+    are removed, as for a run refused before it started; otherwise the exact resume command."""
+    lines = credential_problem(exc, token_issued=True)
+    try:
+        untouched = set(journal.totals()) <= {"planned"}
+    except sqlite3.Error:
+        untouched = False  # unreadable: keep everything, the resume settles it
+    if untouched and created:
+        journal.close()
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            with contextlib.suppress(OSError):
+                Path(args.journal + suffix).unlink(missing_ok=True)
+        if args.out and not results.written:
+            with contextlib.suppress(OSError):
+                Path(args.out).unlink(missing_ok=True)
+        lines.append(
+            "Nothing was sent. No journal was left behind (the plan this run wrote was "
+            "removed): fix the configuration and run the same command again."
+        )
+    elif untouched:
+        lines.append(
+            f"Nothing was sent by this run; the journal {args.journal} keeps its plan. Fix the "
+            f"configuration, then resume with:\n  {resume}"
+        )
+    else:
+        lines.append(
+            f"The run stopped; the journal {args.journal} records what was sent (a payout in "
+            "flight stays 'sending' and is settled through check status, never sent again). "
+            f"Fix the configuration, then resume with:\n  {resume}"
+        )
+    return Refused(lines, EXIT_CONFIG)

@@ -3,6 +3,7 @@ confirmed paid, the command to run next, and the exit code that goes with them."
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from datetime import datetime
@@ -24,6 +25,8 @@ _OPEN = ("accepted", "pending", "unknown", "sending")
 _NOT_PAID = ("failed", "refunded", "retry", "planned")
 """Nothing paid for them, or the money came back (exit 1)."""
 _ORDER = ("succeeded", *_OPEN, *_NOT_PAID)
+_INSUFFICIENT = re.compile(r"403\d\d14")
+"""DOKU's "insufficient funds" response code (HTTP 403, case 14; xx is the service)."""
 
 
 def exit_code_of(counts: dict[str, int]) -> int:
@@ -65,7 +68,8 @@ def report_journal(
     ]
     print(f"journal {path}: {items} items - " + ", ".join(parts or ["empty"]), file=stream)
     _list_not_paid(journal, path, out, counts, stream)
-    for line in _next_steps(path, counts, resume):
+    short = _insufficient_funds(journal) if counts.get("retry") else 0
+    for line in _next_steps(path, counts, resume, short=short):
         print(line, file=stream)
     return exit_code_of(counts)
 
@@ -88,7 +92,16 @@ def _list_not_paid(
         print(f"  and {total - LIST_LIMIT} more, see {where}", file=stream)
 
 
-def _next_steps(path: str, counts: dict[str, int], resume: str | None) -> list[str]:
+def _insufficient_funds(journal: JournalBackend) -> int:
+    """How many ``retry`` items DOKU refused for insufficient funds (``403xx14``)."""
+    return sum(
+        1 for entry in journal.entries(states=("retry",)) if _INSUFFICIENT.fullmatch(entry.code)
+    )
+
+
+def _next_steps(
+    path: str, counts: dict[str, int], resume: str | None, *, short: int = 0
+) -> list[str]:
     journal = shlex.quote(path)
     resume = resume or f"doku-async payouts resume {journal}"
     follow = sum(counts.get(state, 0) for state in _OPEN)
@@ -100,6 +113,11 @@ def _next_steps(path: str, counts: dict[str, int], resume: str | None) -> list[s
         lines.append(
             f"next: run 'doku-async payouts reconcile {journal}' to follow {follow} payout(s) "
             f"DOKU has not settled ({which}); never pay them again by hand"
+        )
+    if short:
+        lines.append(
+            f"{short} payout(s) were refused for insufficient funds (DOKU 403xx14; nothing "
+            "paid): top up the DOKU balance, then run the resume below"
         )
     if to_pay:
         lines.append(

@@ -50,7 +50,13 @@ async def validate_command(args: argparse.Namespace) -> int:
     elif not balance:
         skipped = "--skip-balance" if skip_balance else "the file has errors"
     out = sys.stdout
-    print(f"checked {args.csv}: no transfer was sent, no journal was created", file=out)
+    journal = getattr(args, "journal", None)
+    touched = (
+        f"the existing journal {journal} was read, not changed"
+        if pf.journal_exists
+        else "no journal was created"
+    )
+    print(f"checked {args.csv}: no transfer was sent, {touched}", file=out)
     for line in pf.passed:
         print(f"  ok: {line}", file=out)
     if skipped:
@@ -60,5 +66,7 @@ async def validate_command(args: argparse.Namespace) -> int:
     if pf.problems:
         print("not ready: fix the problems above, then validate again", file=out)
     else:
-        print(f"ready: a run would send {len(pf.items)} payout(s)", file=out)
+        settled = len(pf.items) - pf.to_send
+        already = f" ({settled} settled in the journal)" if settled else ""
+        print(f"ready: a run would send {pf.to_send} payout(s){already}", file=out)
     return pf.exit_code

@@ -1116,7 +1116,7 @@ def test_read_payouts_reports_every_error_with_its_line(tmp_path: Path) -> None:
 
 def test_read_payouts_exponent_amounts_are_exact_decimals(tmp_path: Path) -> None:
     # Exponent notation is usually a spreadsheet's reformatting: the CSV reader refuses it
-    # (the Python API still takes "1e3" as exactly 1000); "1,000" is not a number.
+    # (the Python API still takes "1e3" as exactly 1000); "1,000" has a thousands separator.
     path = write(tmp_path / "p.csv", HEADER + "R-1,014,123,A,1e3,\n")
     with pytest.raises(CsvInputError) as caught:
         read_payouts(path)
@@ -1134,7 +1134,8 @@ def test_read_payouts_exponent_amounts_are_exact_decimals(tmp_path: Path) -> Non
         "line 2: amount: must have at most 2 decimal places",
         "line 2: amount: write plain digits, not exponent notation "
         "(a spreadsheet may have reformatted it)",
-        "line 3: amount: is not a number",
+        "line 3: amount: '1,000' has thousands separators: write plain digits with an "
+        "optional .00 (e.g. 200000 or 200000.00)",
     ]
 
 
