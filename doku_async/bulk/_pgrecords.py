@@ -152,14 +152,21 @@ class PostgresRecords:
     ) -> bool:
         _, run_id, reference, now, _, state, code = event
         async with conn.transaction():
-            current = await conn.fetchval(
-                "SELECT state FROM doku_items WHERE run_id=$1 AND reference=$2 FOR UPDATE",
+            row = await conn.fetchrow(
+                "SELECT state, owner IS NOT NULL AS held FROM doku_items "
+                "WHERE run_id=$1 AND reference=$2 FOR UPDATE",
                 run_id,
                 reference,
             )
-            if current is None:
+            if row is None:
                 return False
+            current = row["state"]
             moved = PayoutState.advances(str(current), state)  # as the SQLite journal's apply
+            if state == "retry" and row["held"]:
+                # A runner holds the item: its transfer may be on its way, not at DOKU yet.
+                # "Nothing paid, send again" is not for a reconcile to say now; the holder
+                # (or whoever takes the item over) settles it through check status.
+                moved = False
             await conn.execute(EVENT, *event, message)
             await conn.execute(
                 "UPDATE doku_items SET state=CASE WHEN $3 THEN $4 ELSE state END, "

@@ -153,6 +153,7 @@ class PostgresJournal(PostgresRecords):
             time.time(),
             self.owner,
             self.lease,
+            item.reference in self._held,  # claimed: the row must still be this runner's
         )
         self._claimed.pop(item.reference, None)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,178 @@
+"""Review of the PostgreSQL journal (issue 16): the lease fences every write that could send
+money or move a state back, a deadlock is retried instead of failing the run, concurrent
+migrations and first plans are safe, and a password given as a URL parameter is never shown."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from postgres import fresh_schema
+
+from doku_async.bulk import (
+    LeaseLostError,
+    PlanSource,
+    PostgresJournal,
+    payout_item,
+)
+from doku_async.bulk._models import PayoutItem
+
+
+def items(n: int, tag: str) -> list[PayoutItem]:
+    return [
+        payout_item(
+            reference=f"{tag}-{i:03d}",
+            bank_code="014",
+            account_number=f"8{i:09d}",
+            account_name=f"DRIVER {i}",
+            amount=f"{10_000 + i}.50",
+            line=i + 2,
+        )
+        for i in range(n)
+    ]
+
+
+def expire_leases(journal: PostgresJournal) -> None:
+    """Every lease of ``journal``'s run runs out now (in the database's clock)."""
+    journal._read(
+        lambda c: c.execute(
+            "UPDATE doku_items SET lease_until = clock_timestamp() - interval '1 second' "
+            "WHERE run_id=$1 AND owner IS NOT NULL",
+            journal.run_id,
+        )
+    )
+
+
+def two_runners(pg_url: str, run_id: str, batch: list[PayoutItem]) -> list[PostgresJournal]:
+    a = PostgresJournal(pg_url, run_id=run_id, owner="runner-a")
+    b = PostgresJournal(pg_url, run_id=run_id, owner="runner-b")
+    a.plan(batch, source=PlanSource(len(batch), run_id[:1] * 64))
+    return [a, b]
+
+
+async def test_a_runner_that_lost_its_lease_never_marks_after_the_new_holder_let_go(
+    pg_url: str,
+) -> None:
+    """a claims, its lease runs out, b takes the item over, pays it and records ``accepted``
+    (letting go of the lease). a, still working on its claim, must not mark (and so send)
+    the item again: the mark of a claimed item needs the lease, not just a free row."""
+    batch = items(1, "GONE")
+    a, b = two_runners(pg_url, "gone", batch)
+    try:
+        assert len((await a.claim(10))[0]) == 1
+        expire_leases(a)
+        assert len((await b.claim(10))[0]) == 1
+        await b.mark_sending_grouped(batch[0], "B-1")
+        b.record_soon(batch[0], "accepted", code="2004300", reference_no="R-B")
+        b.flush()
+        with pytest.raises(LeaseLostError):
+            await a.mark_sending_grouped(batch[0], "A-1")
+        entry = b.get(batch[0].reference)
+        assert entry is not None
+        assert (entry.state, entry.external_id) == ("accepted", "B-1")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("late", ["retry", "failed", "unknown"])
+async def test_a_late_outcome_of_a_runner_that_lost_its_lease_moves_nothing(
+    pg_url: str, late: str
+) -> None:
+    """a marked the item and lost its lease; b took it over and sent its own transfer (its
+    ``sending`` mark). a's late outcome (about a's attempt) must not replace b's mark: a
+    ``retry`` or ``failed`` there would let the item be paid again without check status, or
+    call a transfer in flight failed. The news is kept as an event."""
+    batch = items(1, f"LATE{late}")
+    a, b = two_runners(pg_url, f"late-{late}", batch)
+    try:
+        await a.claim(10)
+        await a.mark_sending_grouped(batch[0], "A-1")
+        expire_leases(a)
+        assert len((await b.claim(10))[0]) == 1
+        await b.mark_sending_grouped(batch[0], "B-1")
+        a.record_soon(batch[0], late, message="a's own attempt")
+        a.flush()
+        entry = b.get(batch[0].reference)
+        assert entry is not None
+        assert (entry.state, entry.external_id) == ("sending", "B-1")
+        assert late in [e.state for e in b.events(batch[0].reference)]
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_late_retry_never_replaces_a_later_outcome(pg_url: str) -> None:
+    """b paid the item (``accepted``) and let go of it; a's late ``retry`` would make the next
+    resume pay it again without check status."""
+    batch = items(1, "AFTER")
+    a, b = two_runners(pg_url, "after", batch)
+    try:
+        await a.claim(10)
+        expire_leases(a)
+        await b.claim(10)
+        await b.mark_sending_grouped(batch[0], "B-1")
+        b.record_soon(batch[0], "accepted", code="2004300")
+        b.flush()
+        a.record_soon(batch[0], "retry", message="a's own attempt was refused")
+        a.flush()
+        entry = b.get(batch[0].reference)
+        assert entry is not None
+        assert entry.state == "accepted"
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_reconcile_does_not_make_an_item_in_flight_retryable(pg_url: str) -> None:
+    """A reconcile from another machine finds nothing at DOKU (07) for an item a live runner
+    has just marked (its transfer is on its way): the item must stay ``sending``, or a take-over
+    would send it again without check status."""
+    batch = items(1, "FLIGHT")
+    a, other = two_runners(pg_url, "flight", batch)
+    try:
+        await a.claim(10)
+        await a.mark_sending_grouped(batch[0], "A-1")
+        assert not other.apply(batch[0].reference, "retry", source="reconcile", code="07")
+        entry = other.get(batch[0].reference)
+        assert entry is not None
+        assert entry.state == "sending"
+    finally:
+        a.close()
+        other.close()
+
+
+def test_runners_migrating_and_planning_at_once() -> None:
+    """Four runners open a fresh schema and plan the same file at the same moment: the schema
+    is migrated once, the plan recorded once, nobody fails."""
+    batch = items(30, "RACE")
+    source = PlanSource(30, "7" * 64, "race.csv")
+    with fresh_schema("doku_race") as url:
+        start = threading.Barrier(4)
+        results: list[Any] = []
+
+        def runner(n: int) -> None:
+            try:
+                start.wait(10)
+                journal = PostgresJournal(url, run_id="race", owner=f"r{n}")
+                try:
+                    results.append(journal.plan(batch, source=source))
+                finally:
+                    journal.close()
+            except Exception as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=runner, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(results, key=str) == [0, 0, 0, 30], results
+        reader = PostgresJournal(url, run_id="race")
+        try:
+            versions = reader._read(lambda c: c.fetch("SELECT version FROM doku_schema"))
+            assert [int(v[0]) for v in versions] == [1]  # migrated once
+            assert reader.counts() == {"planned": 30}
+        finally:
+            reader.close()
