@@ -75,6 +75,9 @@ def transient_errors() -> tuple[type[BaseException], ...]:
         # A connection terminated in the middle of an operation: the pool closes it and
         # opens another on the next acquire.
         pg.exceptions.InternalClientError,
+        # Deadlock or serialization failure: the transaction was rolled back whole (e.g. a
+        # group commit against this runner's own heartbeat); running it again is safe.
+        pg.exceptions.TransactionRollbackError,
     )
 
 

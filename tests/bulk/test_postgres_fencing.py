@@ -4,6 +4,7 @@ migrations and first plans are safe, and a password given as a URL parameter is 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -141,6 +142,49 @@ async def test_reconcile_does_not_make_an_item_in_flight_retryable(pg_url: str) 
     finally:
         a.close()
         other.close()
+
+
+async def test_a_deadlock_in_the_group_commit_is_retried(pg_url: str) -> None:
+    """Another transaction (as this runner's own heartbeat, on another connection) holds one
+    row of a group commit and waits for another: PostgreSQL breaks the deadlock by aborting
+    one of them. If it is the group commit, it must be retried (it was rolled back whole), not
+    fail the journal and stop the run."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    batch = items(2, "LOCK")
+    journal = PostgresJournal(pg_url, run_id="deadlock", owner="runner-a")
+    try:
+        journal.plan(batch, source=PlanSource(2, "9" * 64))
+        other = await asyncpg.connect(pg_url)
+        try:
+            try:
+                await other.execute("SET deadlock_timeout = '20s'")
+            except asyncpg.InsufficientPrivilegeError:
+                pytest.skip("setting deadlock_timeout needs a superuser on the test server")
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "SELECT 1 FROM doku_items WHERE run_id='deadlock' AND reference=$1 FOR UPDATE",
+                batch[1].reference,
+            )
+            for item in batch:  # one batch: locks batch[0], then waits for batch[1]
+                journal.record_soon(item, "retry")
+            waiting = journal._db  # the group commit runs on the journal's own thread
+            await asyncio.sleep(0.3)
+            assert waiting.failed is None
+            # Now the other transaction waits for batch[0]: a deadlock, which the group
+            # commit's backend detects first (the other side checks only after 20 s).
+            await other.execute(
+                "UPDATE doku_items SET updated=updated WHERE run_id='deadlock' AND reference=$1",
+                batch[0].reference,
+            )
+            await tx.rollback()
+        finally:
+            await other.close()
+        await asyncio.to_thread(journal.flush)
+        assert journal.counts() == {"retry": 2}
+    finally:
+        journal.close()
 
 
 def test_runners_migrating_and_planning_at_once() -> None:
