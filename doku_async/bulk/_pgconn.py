@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ._storage import JournalDatabaseError
 
@@ -37,20 +37,31 @@ T = TypeVar("T")
 _Write = tuple[str, tuple[object, ...], "asyncio.Future[bool] | None"]
 
 
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+"""URL parameters asyncpg reads a password from (``?password=...``)."""
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
+    """``url`` with its password (if any, in the user part or as a ``password`` or
+    ``sslpassword`` parameter) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        netloc = f"{parts.username or ''}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        query = "&".join(_redact_param(p) for p in parts.query.split("&")) if parts.query else ""
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            port = f":{parts.port}" if parts.port else ""
+            netloc = f"{parts.username or ''}:***@{host}{port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "postgresql://(unreadable URL)"
+
+
+def _redact_param(param: str) -> str:
+    name, sep, _ = param.partition("=")
+    return f"{name}=***" if sep and unquote(name).lower() in _SECRET_PARAMS else param
 
 
 def _asyncpg() -> Any:

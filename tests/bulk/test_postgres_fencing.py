@@ -12,12 +12,14 @@ import pytest
 from postgres import fresh_schema
 
 from doku_async.bulk import (
+    JournalDatabaseError,
     LeaseLostError,
     PlanSource,
     PostgresJournal,
     payout_item,
 )
 from doku_async.bulk._models import PayoutItem
+from doku_async.bulk._pgconn import redact_url
 
 
 def items(n: int, tag: str) -> list[PayoutItem]:
@@ -220,3 +222,20 @@ def test_runners_migrating_and_planning_at_once() -> None:
             assert reader.counts() == {"planned": 30}
         finally:
             reader.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://doku@127.0.0.1:1/none?password=s3cr3t-pw-do-not-leak",
+        "postgresql://doku@127.0.0.1:1/none?sslmode=disable&PassWord=s3cr3t-pw-do-not-leak",
+        "postgresql://doku@127.0.0.1:1/none?sslpassword=s3cr3t-pw-do-not-leak",
+        "postgresql://doku@127.0.0.1:1/none?pass%77ord=s3cr3t-pw-do-not-leak",
+    ],
+)
+def test_a_password_given_as_a_parameter_is_never_shown(url: str) -> None:
+    secret = "s3cr3t-pw-do-not-leak"
+    assert secret not in redact_url(url)
+    with pytest.raises(JournalDatabaseError) as caught:
+        PostgresJournal(url, retry_for=0.2)
+    assert secret not in str(caught.value)
