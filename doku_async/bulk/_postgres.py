@@ -22,7 +22,7 @@ from typing import Any
 from .._states import PayoutState
 from ._models import PayoutItem
 from ._pgconn import PgConnection, redact_url
-from ._pgrecords import PostgresRecords
+from ._pgrecords import PostgresRecords, pg_text
 from ._pgschema import (
     EVENT,
     MARK_SENDING,
@@ -184,7 +184,8 @@ class PostgresJournal(PostgresRecords):
         self._claimed.pop(item.reference, None)
         self._held.discard(item.reference)  # the outcome lets go of the lease (RECORD)
         now = time.time()
-        message = message[:MESSAGE_MAX]
+        code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
+        reference_no = None if reference_no is None else pg_text(reference_no)
         record = (*self._columns(item), state, code, message, reference_no, now, self.owner)
         event = (uuid.uuid4().hex, self.run_id, item.reference, now, source, state, code, message)
         self._db.enqueue([(RECORD, record, None), (EVENT, event, None)])

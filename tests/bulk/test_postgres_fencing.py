@@ -239,3 +239,27 @@ def test_a_password_given_as_a_parameter_is_never_shown(url: str) -> None:
     with pytest.raises(JournalDatabaseError) as caught:
         PostgresJournal(url, retry_for=0.2)
     assert secret not in str(caught.value)
+
+
+async def test_a_nul_in_dokus_message_does_not_stop_the_journal(pg_url: str) -> None:
+    """DOKU's ``responseMessage`` (or a code, or a ``referenceNo``) is text from outside; one
+    NUL character in it (which PostgreSQL's text cannot hold) failed the whole group commit,
+    so the journal, every runner's marks in that batch, and the run."""
+    batch = items(2, "NUL")
+    journal = PostgresJournal(pg_url, run_id="nul", owner="runner-a")
+    try:
+        journal.plan(batch, source=PlanSource(2, "8" * 64))
+        await journal.claim(10)
+        await journal.mark_sending_grouped(batch[0], "E-1")
+        journal.record_soon(
+            batch[0], "failed", code="40\x0003", message="Bad\x00Request", reference_no="R\x001"
+        )
+        await journal.mark_sending_grouped(batch[1], "E-2")  # same batch: must commit
+        assert not journal.apply(batch[0].reference, "unknown", source="reconcile", code="\x00")
+        entry = journal.get(batch[0].reference)
+        assert entry is not None
+        assert entry.state == "failed"
+        assert entry.message == "Bad\ufffdRequest"
+        assert journal.counts() == {"failed": 1, "sending": 1}
+    finally:
+        journal.close()
