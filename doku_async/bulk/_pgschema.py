@@ -165,7 +165,8 @@ CLAIM_NEW = (
     "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
     "AND state NOT IN ('succeeded', 'failed', 'refunded') "
     "AND ((owner IS NULL AND state IN ('planned', 'sending') AND seq > $5) "
-    "OR (owner <> $2 AND lease_until < clock_timestamp())) "
+    "OR (owner <> $2 AND lease_until < clock_timestamp()) "
+    "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
     "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE doku_items AS i SET owner=$2, "
     "lease_until=clock_timestamp() + make_interval(secs => $4) "
@@ -180,7 +181,8 @@ CLAIM_RESUME = (
     "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
     "AND state NOT IN ('succeeded', 'failed', 'refunded') "
     "AND ((owner IS NULL AND seq > $5) "
-    "OR (owner <> $2 AND lease_until < clock_timestamp())) "
+    "OR (owner <> $2 AND lease_until < clock_timestamp()) "
+    "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
     "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE doku_items AS i SET owner=$2, "
     "lease_until=clock_timestamp() + make_interval(secs => $4) "
@@ -194,8 +196,10 @@ CLAIM_RESUME = (
 
 def claim_sql(resume: bool) -> str:
     """The claim: up to ``$3`` items of run ``$1`` for owner ``$2``, leased ``$4`` seconds,
-    after ``seq`` ``$5`` (``resume``: every unsettled item; otherwise those never sent) or
-    with an expired lease."""
+    after ``seq`` ``$5`` (``resume``: every unsettled item; otherwise those never sent), with
+    an expired lease, or already this owner's but not among the references ``$6`` it knows
+    it holds (a claim committed whose answer was lost with its connection: retried, it hands
+    those over too)."""
     return CLAIM_RESUME if resume else CLAIM_NEW
 
 

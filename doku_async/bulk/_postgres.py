@@ -326,9 +326,10 @@ class PostgresJournal(PostgresRecords):
         """Take up to ``limit`` items for this runner (see :mod:`._fleet`); (items, the last
         ``seq`` seen, the ``after`` of the next call)."""
         sql = claim_sql(resume)
+        held = sorted(self._held)  # a retried claim also hands over what a lost answer took
         rows = await self._db.acall(
             self._db.with_conn(
-                lambda c: c.fetch(sql, self.run_id, self.owner, limit, self.lease, after)
+                lambda c: c.fetch(sql, self.run_id, self.owner, limit, self.lease, after, held)
             )
         )
         items = []

@@ -263,3 +263,38 @@ async def test_a_nul_in_dokus_message_does_not_stop_the_journal(pg_url: str) -> 
         assert journal.counts() == {"failed": 1, "sending": 1}
     finally:
         journal.close()
+
+
+async def test_a_claim_whose_answer_was_lost_is_not_lost(pg_url: str) -> None:
+    """The claim commits, then the connection drops before its rows come back; the retry must
+    hand over the items the lost answer claimed (they are this runner's, under a lease its
+    heartbeat renews: nobody else may take them, and this runner never worked on them)."""
+    import asyncpg
+
+    batch = items(3, "LOSTCLAIM")
+    journal = PostgresJournal(pg_url, run_id="lostclaim", owner="runner-a")
+    db = journal._db
+    original = db.with_conn
+    dropped: list[bool] = []
+
+    def answer_lost(fn: Any) -> Any:
+        run = original(fn)
+
+        async def once() -> Any:
+            result = await run()
+            if not dropped:
+                dropped.append(True)  # committed, but the answer never arrives
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+            return result
+
+        return once
+
+    try:
+        journal.plan(batch, source=PlanSource(3, "4" * 64))
+        db.with_conn = answer_lost  # type: ignore[method-assign]
+        claimed, _ = await journal.claim(10)
+        db.with_conn = original  # type: ignore[method-assign]
+        assert dropped == [True]
+        assert sorted(i.reference for i in claimed) == [i.reference for i in batch]
+    finally:
+        journal.close()
