@@ -298,3 +298,38 @@ async def test_a_claim_whose_answer_was_lost_is_not_lost(pg_url: str) -> None:
         assert sorted(i.reference for i in claimed) == [i.reference for i in batch]
     finally:
         journal.close()
+
+
+async def test_a_group_commit_whose_answer_was_lost_is_retried_once_in_effect(
+    pg_url: str,
+) -> None:
+    """The group commit commits, then its connection drops before the answer: the retried
+    batch confirms the sending mark (the transfer may go out: its mark is committed) and
+    records each outcome and event once."""
+    import asyncpg
+
+    batch = items(2, "ACK")
+    journal = PostgresJournal(pg_url, run_id="ack", owner="runner-a")
+    db = journal._db
+    original = db._commit
+    dropped: list[bool] = []
+
+    async def answer_lost(writes: Any) -> Any:
+        result = await original(writes)
+        if not dropped:
+            dropped.append(True)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+        return result
+
+    try:
+        journal.plan(batch, source=PlanSource(2, "3" * 64))
+        await journal.claim(10)
+        await journal.mark_sending_grouped(batch[0], "E-0")
+        db._commit = answer_lost  # type: ignore[method-assign]
+        journal.record_soon(batch[0], "accepted", code="2004300")
+        await journal.mark_sending_grouped(batch[1], "E-1")  # same batch as the outcome
+        assert dropped == [True]
+        assert journal.counts() == {"accepted": 1, "sending": 1}
+        assert [e.state for e in journal.events(batch[0].reference)] == ["accepted"]
+    finally:
+        journal.close()
