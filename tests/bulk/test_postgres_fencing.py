@@ -333,3 +333,14 @@ async def test_a_group_commit_whose_answer_was_lost_is_retried_once_in_effect(
         assert [e.state for e in journal.events(batch[0].reference)] == ["accepted"]
     finally:
         journal.close()
+
+
+def test_a_database_url_is_recognised_whatever_the_case_of_its_scheme(tmp_path: Any) -> None:
+    """asyncpg (urllib) reads the scheme case-insensitively: ``PostgreSQL://...`` is a database.
+    Read as a SQLite path, a runner would journal to a local file (each machine paying the
+    whole file on its own journal) and print the URL's password in its errors."""
+    from doku_async.bulk._storage import is_database_url
+
+    assert is_database_url("PostgreSQL://u:pw@127.0.0.1:1/x")
+    assert is_database_url("POSTGRES://u@127.0.0.1:1/x")
+    assert not is_database_url(str(tmp_path / "postgresql-run.db"))
