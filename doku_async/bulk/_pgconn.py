@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ._storage import JournalDatabaseError
 
@@ -125,7 +125,12 @@ class PgConnection:
 
     async def _open(self) -> None:
         self._pool = await self._pg.create_pool(
-            self._url, min_size=0, max_size=self._pool_size, command_timeout=30, timeout=10
+            self._url,
+            min_size=0,
+            max_size=self._pool_size,
+            command_timeout=30,
+            timeout=10,
+            server_settings={"synchronous_commit": _durable(self._url)},
         )
 
     # --- calling into the pool's loop ----------------------------------------------------
@@ -285,6 +290,15 @@ class PgConnection:
         self._thread.join(10)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _durable(url: str) -> str:
+    """The ``synchronous_commit`` of the journal's connections: ``on`` (a commit is
+    acknowledged once on disk), whatever the database's, the role's or the URL's default
+    (``off`` or ``local``, set for speed, would acknowledge a sending mark a server crash can
+    still lose, after its transfer went out); ``remote_apply`` asked in the URL is kept."""
+    asked = parse_qs(urlsplit(url).query).get("synchronous_commit", [""])[-1]
+    return "remote_apply" if asked == "remote_apply" else "on"
 
 
 def _settle_on_their_loops(

@@ -325,7 +325,7 @@ async def test_a_group_commit_whose_answer_was_lost_is_retried_once_in_effect(
         journal.plan(batch, source=PlanSource(2, "3" * 64))
         await journal.claim(10)
         await journal.mark_sending_grouped(batch[0], "E-0")
-        db._commit = answer_lost  # type: ignore[method-assign]
+        db._commit = answer_lost  # type: ignore[method-assign,assignment]
         journal.record_soon(batch[0], "accepted", code="2004300")
         await journal.mark_sending_grouped(batch[1], "E-1")  # same batch as the outcome
         assert dropped == [True]
@@ -344,3 +344,18 @@ def test_a_database_url_is_recognised_whatever_the_case_of_its_scheme(tmp_path: 
     assert is_database_url("PostgreSQL://u:pw@127.0.0.1:1/x")
     assert is_database_url("POSTGRES://u@127.0.0.1:1/x")
     assert not is_database_url(str(tmp_path / "postgresql-run.db"))
+
+
+def test_the_journal_commits_durably_even_where_the_default_is_not(pg_url: str) -> None:
+    """With ``synchronous_commit = off`` (a database's or role's default, here set through the
+    URL so the shared server is left alone), PostgreSQL acknowledges a commit before it is on
+    disk: a crash of the server after the acknowledgement loses a sending mark whose transfer
+    went out. The journal's own connections commit durably (the SQLite journal's
+    ``synchronous=FULL``)."""
+    url = pg_url + "&synchronous_commit=off"
+    journal = PostgresJournal(url, run_id="durable")
+    try:
+        for _ in range(3):  # on every connection, after the pool's RESET ALL too
+            assert journal._read(lambda c: c.fetchval("SHOW synchronous_commit")) == "on"
+    finally:
+        journal.close()
