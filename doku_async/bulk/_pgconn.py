@@ -89,6 +89,10 @@ def transient_errors() -> tuple[type[BaseException], ...]:
         # Deadlock or serialization failure: the transaction was rolled back whole (e.g. a
         # group commit against this runner's own heartbeat); running it again is safe.
         pg.exceptions.TransactionRollbackError,
+        # lock_timeout (a role's setting): a row held longer by another transaction; the
+        # statement's transaction is rolled back whole, and retried like statement_timeout
+        # (QueryCanceledError, an OperatorInterventionError).
+        pg.exceptions.LockNotAvailableError,
     )
 
 
@@ -169,7 +173,7 @@ class PgConnection:
                     ) from None
                 if not warned:
                     log.warning(
-                        "the journal %s is unreachable (%s); retrying for up to %gs",
+                        "the journal %s is unreachable or busy (%s); retrying for up to %gs",
                         self.shown,
                         type(exc).__name__,
                         self.retry_for,

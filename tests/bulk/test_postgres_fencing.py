@@ -359,3 +359,36 @@ def test_the_journal_commits_durably_even_where_the_default_is_not(pg_url: str) 
             assert journal._read(lambda c: c.fetchval("SHOW synchronous_commit")) == "on"
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize("setting", ["statement_timeout", "lock_timeout"])
+async def test_a_timeout_on_a_held_row_pauses_the_journal(pg_url: str, setting: str) -> None:
+    """A database that cancels statements waiting too long (``statement_timeout`` or
+    ``lock_timeout``, here 200 ms through the URL) while another transaction holds a row of a
+    group commit for longer: the commit is retried until the row is free (the runners pause),
+    not turned into a failed journal and a stopped run."""
+    import asyncpg
+
+    batch = items(2, f"TIMEOUT{setting[:4]}")
+    journal = PostgresJournal(pg_url + f"&{setting}=200", run_id=f"timeout-{setting}")
+    try:
+        journal.plan(batch, source=PlanSource(2, "2" * 64))
+        await journal.claim(10)
+        other = await asyncpg.connect(pg_url)
+        try:
+            async with other.transaction():
+                await other.execute(
+                    "SELECT 1 FROM doku_items WHERE run_id=$1 AND reference=$2 FOR UPDATE",
+                    journal.run_id,
+                    batch[0].reference,
+                )
+                journal.record_soon(batch[0], "retry")
+                mark = asyncio.create_task(journal.mark_sending_grouped(batch[1], "E-1"))
+                await asyncio.sleep(0.8)  # several timeouts while the row is held
+                assert not mark.done()
+            await asyncio.wait_for(mark, 30)
+        finally:
+            await other.close()
+        assert journal.counts() == {"retry": 1, "sending": 1}
+    finally:
+        journal.close()
