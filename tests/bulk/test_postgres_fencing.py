@@ -392,3 +392,33 @@ async def test_a_timeout_on_a_held_row_pauses_the_journal(pg_url: str, setting: 
         assert journal.counts() == {"retry": 1, "sending": 1}
     finally:
         journal.close()
+
+
+async def test_two_runs_never_touch_each_others_items(pg_url: str) -> None:
+    """Two runs of one database, with the same references and the same runner id (one run id
+    an injection attempt): claims, marks, outcomes, the heartbeat and closing each stay in
+    their run."""
+    evil = "x'); DROP TABLE doku_items; --"
+    batch = items(2, "ISO")
+    one = PostgresJournal(pg_url, run_id="iso", owner="same-runner")
+    two = PostgresJournal(pg_url, run_id=evil, owner="same-runner")
+    try:
+        one.plan(batch, source=PlanSource(2, "1" * 64))
+        two.plan(batch, source=PlanSource(2, "1" * 64))
+        assert len((await one.claim(10))[0]) == 2
+        await one.mark_sending_grouped(batch[0], "E-1")
+        one.record_soon(batch[1], "failed", code="4044311")
+        assert await one.heartbeat() == 1
+        assert await two.heartbeat() == 0
+        assert two.counts() == {"planned": 2}
+        assert len((await two.claim(10))[0]) == 2  # nothing of run one's leases here
+        one.close()
+        assert await two.heartbeat() == 2  # closing run one let go of nothing of run two
+        again = PostgresJournal(pg_url, run_id="iso", owner="other")
+        try:
+            assert again.counts() == {"sending": 1, "failed": 1}
+        finally:
+            again.close()
+    finally:
+        one.close()
+        two.close()
