@@ -124,14 +124,15 @@ holds will do. No row back: the mark was not made, and the transfer must not go 
 
 _MOVES = (
     "(doku_moves(doku_items.state, excluded.state) "
-    "AND (doku_items.owner IS NULL OR doku_items.owner = $14) "
+    "AND (doku_items.owner = $14 OR (doku_items.owner IS NULL AND NOT $15)) "
     "AND (excluded.state <> 'retry' OR doku_items.owner IS NOT DISTINCT FROM $14 "
     "OR doku_items.state IN ('planned', 'retry')))"
 )
-"""Whether an outcome moves the state: forward only, and only by the item's lease holder (or
-on an item nobody holds); a ``retry`` ("nothing paid, send again") only from the holder or over
-an item never sent. A runner that lost its lease reports on its own attempt, not on the
-transfer its successor may have sent since: that news is kept as an event only."""
+"""Whether an outcome moves the state: forward only, and only by the item's lease holder (or,
+from a runner that did not claim the item, ``$15`` false, on an item nobody holds); a
+``retry`` ("nothing paid, send again") only from the holder or over an item never sent. A
+runner that lost its lease reports on its own attempt, not on the transfer its successor may
+have sent since: that news is kept as an event only."""
 RECORD = (
     f"INSERT INTO doku_items({_COLUMNS}, state, code, message, reference_no, updated) "
     "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
@@ -140,7 +141,7 @@ RECORD = (
     f"code=CASE WHEN {_MOVES} THEN excluded.code ELSE doku_items.code END, "
     f"message=CASE WHEN {_MOVES} THEN excluded.message ELSE doku_items.message END, "
     f"updated=CASE WHEN {_MOVES} THEN excluded.updated ELSE doku_items.updated END, "
-    "reference_no=CASE WHEN doku_items.owner IS NULL OR doku_items.owner = $14 "
+    "reference_no=CASE WHEN doku_items.owner = $14 OR (doku_items.owner IS NULL AND NOT $15) "
     "THEN COALESCE(excluded.reference_no, doku_items.reference_no) "
     "ELSE COALESCE(doku_items.reference_no, excluded.reference_no) END, "
     "owner=CASE WHEN doku_items.owner = $14 THEN NULL ELSE doku_items.owner END"

@@ -182,11 +182,15 @@ class PostgresJournal(PostgresRecords):
         """Queue an outcome and its event for the next group commit, without waiting."""
         check_source(source)
         self._claimed.pop(item.reference, None)
+        claimed = item.reference in self._held  # then only while the row is still ours
         self._held.discard(item.reference)  # the outcome lets go of the lease (RECORD)
         now = time.time()
         code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
         reference_no = None if reference_no is None else pg_text(reference_no)
-        record = (*self._columns(item), state, code, message, reference_no, now, self.owner)
+        record = (
+            *self._columns(item),
+            *(state, code, message, reference_no, now, self.owner, claimed),
+        )
         event = (uuid.uuid4().hex, self.run_id, item.reference, now, source, state, code, message)
         self._db.enqueue([(RECORD, record, None), (EVENT, event, None)])
 

@@ -106,11 +106,14 @@ async def test_a_late_outcome_of_a_runner_that_lost_its_lease_moves_nothing(
         b.close()
 
 
-async def test_a_late_retry_never_replaces_a_later_outcome(pg_url: str) -> None:
-    """b paid the item (``accepted``) and let go of it; a's late ``retry`` would make the next
-    resume pay it again without check status."""
-    batch = items(1, "AFTER")
-    a, b = two_runners(pg_url, "after", batch)
+@pytest.mark.parametrize("late", ["retry", "failed"])
+async def test_a_late_outcome_never_replaces_a_later_one(pg_url: str, late: str) -> None:
+    """b paid the item (``accepted``) and let go of it; a's late outcome of its own attempt
+    must not replace it: a ``retry`` would make the next resume pay it again without check
+    status, a ``failed`` (a's inquiry refused, say) would call b's accepted transfer failed,
+    for good (a final state)."""
+    batch = items(1, f"AFTER{late}")
+    a, b = two_runners(pg_url, f"after-{late}", batch)
     try:
         await a.claim(10)
         expire_leases(a)
@@ -118,7 +121,7 @@ async def test_a_late_retry_never_replaces_a_later_outcome(pg_url: str) -> None:
         await b.mark_sending_grouped(batch[0], "B-1")
         b.record_soon(batch[0], "accepted", code="2004300")
         b.flush()
-        a.record_soon(batch[0], "retry", message="a's own attempt was refused")
+        a.record_soon(batch[0], late, message="a's own attempt was refused")
         a.flush()
         entry = b.get(batch[0].reference)
         assert entry is not None
