@@ -57,6 +57,17 @@ async def claimed_items(
         await asyncio.sleep(wait)
 
 
+async def _handed_to(
+    runner: BulkRunner, items: AsyncIterator[PayoutItem]
+) -> AsyncIterator[PayoutItem]:
+    """The claimed items, each allowed again in ``runner`` (a take-over may hand back an item
+    it worked on before; the claim makes it this runner's alone). One it is working on now is
+    left to that flow, whose outcome lets go of it."""
+    async for item in items:
+        if runner.allow_again(item.reference):
+            yield item
+
+
 async def _heartbeat(journal: PostgresJournal) -> None:
     while True:
         await asyncio.sleep(journal.lease / 3)
@@ -93,7 +104,7 @@ async def run_shared(
             resume=resume,
             stopping=lambda: runner.stopped,
         )
-        return await runner.run(items, on_result=done)
+        return await runner.run(_handed_to(runner, items), on_result=done)
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

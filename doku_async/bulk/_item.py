@@ -104,6 +104,19 @@ class ItemFlow:
         self.poll_interval = poll_interval
         self.stopping = stopping
         self._references: set[int] = set()
+        self._busy: set[int] = set()
+        """The references being worked on now."""
+
+    def allow_again(self, reference: str) -> bool:
+        """Let ``reference`` be worked on again in this run, unless it is being worked on now
+        (then ``False``). A shared journal's claim handed it back to this runner (after
+        another runner took it over and died): the claim makes it this runner's alone, and
+        the flow settles it through check status before anything is sent again."""
+        marker = hash(reference)
+        if marker in self._busy:
+            return False
+        self._references.discard(marker)
+        return True
 
     async def process(self, item: PayoutItem) -> ItemResult:
         """Pay or settle ``item``; its result (never raises for one item's trouble)."""
@@ -119,6 +132,7 @@ class ItemFlow:
                 line=item.line,
             )
         self._references.add(marker)
+        self._busy.add(marker)
         try:
             result = await self._pay_or_settle(item)
         except (asyncio.CancelledError, ConfigurationError, AuthenticationError):
@@ -147,6 +161,8 @@ class ItemFlow:
                 external_id=state.external_id if state is not None else None,
                 retryable=not sent,
             )
+        finally:
+            self._busy.discard(marker)
         result.latency = time.perf_counter() - started
         return result
 

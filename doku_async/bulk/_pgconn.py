@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ._storage import JournalDatabaseError
 
@@ -37,20 +37,31 @@ T = TypeVar("T")
 _Write = tuple[str, tuple[object, ...], "asyncio.Future[bool] | None"]
 
 
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+"""URL parameters asyncpg reads a password from (``?password=...``)."""
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
+    """``url`` with its password (if any, in the user part or as a ``password`` or
+    ``sslpassword`` parameter) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        netloc = f"{parts.username or ''}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        query = "&".join(_redact_param(p) for p in parts.query.split("&")) if parts.query else ""
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            port = f":{parts.port}" if parts.port else ""
+            netloc = f"{parts.username or ''}:***@{host}{port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "postgresql://(unreadable URL)"
+
+
+def _redact_param(param: str) -> str:
+    name, sep, _ = param.partition("=")
+    return f"{name}=***" if sep and unquote(name).lower() in _SECRET_PARAMS else param
 
 
 def _asyncpg() -> Any:
@@ -75,6 +86,13 @@ def transient_errors() -> tuple[type[BaseException], ...]:
         # A connection terminated in the middle of an operation: the pool closes it and
         # opens another on the next acquire.
         pg.exceptions.InternalClientError,
+        # Deadlock or serialization failure: the transaction was rolled back whole (e.g. a
+        # group commit against this runner's own heartbeat); running it again is safe.
+        pg.exceptions.TransactionRollbackError,
+        # lock_timeout (a role's setting): a row held longer by another transaction; the
+        # statement's transaction is rolled back whole, and retried like statement_timeout
+        # (QueryCanceledError, an OperatorInterventionError).
+        pg.exceptions.LockNotAvailableError,
     )
 
 
@@ -111,7 +129,12 @@ class PgConnection:
 
     async def _open(self) -> None:
         self._pool = await self._pg.create_pool(
-            self._url, min_size=0, max_size=self._pool_size, command_timeout=30, timeout=10
+            self._url,
+            min_size=0,
+            max_size=self._pool_size,
+            command_timeout=30,
+            timeout=10,
+            server_settings={"synchronous_commit": _durable(self._url)},
         )
 
     # --- calling into the pool's loop ----------------------------------------------------
@@ -150,7 +173,7 @@ class PgConnection:
                     ) from None
                 if not warned:
                     log.warning(
-                        "the journal %s is unreachable (%s); retrying for up to %gs",
+                        "the journal %s is unreachable or busy (%s); retrying for up to %gs",
                         self.shown,
                         type(exc).__name__,
                         self.retry_for,
@@ -271,6 +294,15 @@ class PgConnection:
         self._thread.join(10)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _durable(url: str) -> str:
+    """The ``synchronous_commit`` of the journal's connections: ``on`` (a commit is
+    acknowledged once on disk), whatever the database's, the role's or the URL's default
+    (``off`` or ``local``, set for speed, would acknowledge a sending mark a server crash can
+    still lose, after its transfer went out); ``remote_apply`` asked in the URL is kept."""
+    asked = parse_qs(urlsplit(url).query).get("synchronous_commit", [""])[-1]
+    return "remote_apply" if asked == "remote_apply" else "on"
 
 
 def _settle_on_their_loops(

@@ -16,7 +16,7 @@ from ._pgschema import EVENT, SELECT
 from ._records import JournalEntry, JournalEvent, entry_from_row
 from ._schema import FINAL_STATES, IN_DOUBT_STATES, MESSAGE_MAX, check_source
 
-__all__ = ["PostgresRecords"]
+__all__ = ["PostgresRecords", "pg_text"]
 
 _PAGE = 500
 _APPLY_STATES = PayoutState.ALL | {"retry"}
@@ -143,7 +143,8 @@ class PostgresRecords:
         if state not in _APPLY_STATES:
             raise ValueError(f"state must be a PayoutState word or 'retry', not {state!r}")
         check_source(source)
-        message = message[:MESSAGE_MAX]
+        code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
+        reference_no = None if reference_no is None else pg_text(reference_no)
         event = (uuid.uuid4().hex, self.run_id, reference, time.time(), source, state, code)
         return bool(self._read(lambda c: self._apply(c, event, message, reference_no)))
 
@@ -152,14 +153,21 @@ class PostgresRecords:
     ) -> bool:
         _, run_id, reference, now, _, state, code = event
         async with conn.transaction():
-            current = await conn.fetchval(
-                "SELECT state FROM doku_items WHERE run_id=$1 AND reference=$2 FOR UPDATE",
+            row = await conn.fetchrow(
+                "SELECT state, owner IS NOT NULL AS held FROM doku_items "
+                "WHERE run_id=$1 AND reference=$2 FOR UPDATE",
                 run_id,
                 reference,
             )
-            if current is None:
+            if row is None:
                 return False
+            current = row["state"]
             moved = PayoutState.advances(str(current), state)  # as the SQLite journal's apply
+            if state == "retry" and row["held"]:
+                # A runner holds the item: its transfer may be on its way, not at DOKU yet.
+                # "Nothing paid, send again" is not for a reconcile to say now; the holder
+                # (or whoever takes the item over) settles it through check status.
+                moved = False
             await conn.execute(EVENT, *event, message)
             await conn.execute(
                 "UPDATE doku_items SET state=CASE WHEN $3 THEN $4 ELSE state END, "
@@ -177,6 +185,12 @@ class PostgresRecords:
                 reference_no,
             )
             return moved
+
+
+def pg_text(value: str) -> str:
+    """``value`` as PostgreSQL text can hold it: a NUL (which DOKU's text, coming from outside,
+    may carry) becomes U+FFFD, so one odd answer never fails a group commit and the run."""
+    return value.replace("\x00", "\ufffd")
 
 
 async def _fetch(sql: str, *args: Any) -> Any:

@@ -114,13 +114,25 @@ MARK_SENDING = (
     "external_id=excluded.external_id, "
     "session_id=COALESCE(excluded.session_id, doku_items.session_id), "
     "updated=excluded.updated, owner=excluded.owner, lease_until=excluded.lease_until "
-    "WHERE (doku_items.owner IS NULL OR doku_items.owner = excluded.owner) "
+    "WHERE (doku_items.owner = excluded.owner OR (doku_items.owner IS NULL AND NOT $14)) "
     "AND doku_items.state NOT IN ('succeeded', 'failed', 'refunded') RETURNING reference"
 )
-"""The sending mark: only by the item's lease holder (or on an item nobody holds), and never
-over a final state. No row back: the mark was not made, and the transfer must not go out."""
+"""The sending mark: only by the item's lease holder, and never over a final state. ``$14``:
+whether this runner claimed the item; then the row must still be its own (a free row is one
+another runner took over and let go of), otherwise (a runner that does not claim) a row nobody
+holds will do. No row back: the mark was not made, and the transfer must not go out."""
 
-_MOVES = "doku_moves(doku_items.state, excluded.state)"
+_MOVES = (
+    "(doku_moves(doku_items.state, excluded.state) "
+    "AND (doku_items.owner = $14 OR (doku_items.owner IS NULL AND NOT $15)) "
+    "AND (excluded.state <> 'retry' OR doku_items.owner IS NOT DISTINCT FROM $14 "
+    "OR doku_items.state IN ('planned', 'retry')))"
+)
+"""Whether an outcome moves the state: forward only, and only by the item's lease holder (or,
+from a runner that did not claim the item, ``$15`` false, on an item nobody holds); a
+``retry`` ("nothing paid, send again") only from the holder or over an item never sent. A
+runner that lost its lease reports on its own attempt, not on the transfer its successor may
+have sent since: that news is kept as an event only."""
 RECORD = (
     f"INSERT INTO doku_items({_COLUMNS}, state, code, message, reference_no, updated) "
     "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
@@ -129,10 +141,13 @@ RECORD = (
     f"code=CASE WHEN {_MOVES} THEN excluded.code ELSE doku_items.code END, "
     f"message=CASE WHEN {_MOVES} THEN excluded.message ELSE doku_items.message END, "
     f"updated=CASE WHEN {_MOVES} THEN excluded.updated ELSE doku_items.updated END, "
-    "reference_no=COALESCE(excluded.reference_no, doku_items.reference_no), "
+    "reference_no=CASE WHEN doku_items.owner = $14 OR (doku_items.owner IS NULL AND NOT $15) "
+    "THEN COALESCE(excluded.reference_no, doku_items.reference_no) "
+    "ELSE COALESCE(doku_items.reference_no, excluded.reference_no) END, "
     "owner=CASE WHEN doku_items.owner = $14 THEN NULL ELSE doku_items.owner END"
 )
-"""An outcome: the state moves only forward; the recording runner lets go of its lease."""
+"""An outcome: the state moves only forward (:data:`_MOVES`); the recording runner lets go of
+its lease."""
 
 EVENT = (
     "INSERT INTO doku_events(id, run_id, reference, at, source, state, code, message) "
@@ -151,7 +166,8 @@ CLAIM_NEW = (
     "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
     "AND state NOT IN ('succeeded', 'failed', 'refunded') "
     "AND ((owner IS NULL AND state IN ('planned', 'sending') AND seq > $5) "
-    "OR (owner <> $2 AND lease_until < clock_timestamp())) "
+    "OR (owner <> $2 AND lease_until < clock_timestamp()) "
+    "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
     "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE doku_items AS i SET owner=$2, "
     "lease_until=clock_timestamp() + make_interval(secs => $4) "
@@ -166,7 +182,8 @@ CLAIM_RESUME = (
     "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
     "AND state NOT IN ('succeeded', 'failed', 'refunded') "
     "AND ((owner IS NULL AND seq > $5) "
-    "OR (owner <> $2 AND lease_until < clock_timestamp())) "
+    "OR (owner <> $2 AND lease_until < clock_timestamp()) "
+    "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
     "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE doku_items AS i SET owner=$2, "
     "lease_until=clock_timestamp() + make_interval(secs => $4) "
@@ -180,8 +197,10 @@ CLAIM_RESUME = (
 
 def claim_sql(resume: bool) -> str:
     """The claim: up to ``$3`` items of run ``$1`` for owner ``$2``, leased ``$4`` seconds,
-    after ``seq`` ``$5`` (``resume``: every unsettled item; otherwise those never sent) or
-    with an expired lease."""
+    after ``seq`` ``$5`` (``resume``: every unsettled item; otherwise those never sent), with
+    an expired lease, or already this owner's but not among the references ``$6`` it knows
+    it holds (a claim committed whose answer was lost with its connection: retried, it hands
+    those over too)."""
     return CLAIM_RESUME if resume else CLAIM_NEW
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from .._states import PayoutState
 from ._models import PayoutItem
 from ._pgconn import PgConnection, redact_url
-from ._pgrecords import PostgresRecords
+from ._pgrecords import PostgresRecords, pg_text
 from ._pgschema import (
     EVENT,
     MARK_SENDING,
@@ -153,6 +153,7 @@ class PostgresJournal(PostgresRecords):
             time.time(),
             self.owner,
             self.lease,
+            item.reference in self._held,  # claimed: the row must still be this runner's
         )
         self._claimed.pop(item.reference, None)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -181,10 +182,15 @@ class PostgresJournal(PostgresRecords):
         """Queue an outcome and its event for the next group commit, without waiting."""
         check_source(source)
         self._claimed.pop(item.reference, None)
+        claimed = item.reference in self._held  # then only while the row is still ours
         self._held.discard(item.reference)  # the outcome lets go of the lease (RECORD)
         now = time.time()
-        message = message[:MESSAGE_MAX]
-        record = (*self._columns(item), state, code, message, reference_no, now, self.owner)
+        code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
+        reference_no = None if reference_no is None else pg_text(reference_no)
+        record = (
+            *self._columns(item),
+            *(state, code, message, reference_no, now, self.owner, claimed),
+        )
         event = (uuid.uuid4().hex, self.run_id, item.reference, now, source, state, code, message)
         self._db.enqueue([(RECORD, record, None), (EVENT, event, None)])
 
@@ -324,9 +330,10 @@ class PostgresJournal(PostgresRecords):
         """Take up to ``limit`` items for this runner (see :mod:`._fleet`); (items, the last
         ``seq`` seen, the ``after`` of the next call)."""
         sql = claim_sql(resume)
+        held = sorted(self._held)  # a retried claim also hands over what a lost answer took
         rows = await self._db.acall(
             self._db.with_conn(
-                lambda c: c.fetch(sql, self.run_id, self.owner, limit, self.lease, after)
+                lambda c: c.fetch(sql, self.run_id, self.owner, limit, self.lease, after, held)
             )
         )
         items = []

@@ -160,6 +160,12 @@ class BulkRunner:
         """Stop taking new items; items in flight finish and are journaled (graceful Ctrl-C)."""
         self._stopping = True
 
+    def allow_again(self, reference: str) -> bool:
+        """Let ``reference`` be paid or settled again in this runner's life, unless it is in
+        flight now (``False``): for an item a shared journal's claim hands back (see
+        :func:`run_shared`). Otherwise a reference seen twice is refused as a duplicate."""
+        return self._flow.allow_again(reference)
+
     @property
     def stopped(self) -> bool:
         """Whether :meth:`stop` was called."""

@@ -149,4 +149,5 @@ def is_database_url(journal: object) -> bool:
     """Whether ``journal`` names a PostgreSQL journal (``postgresql://`` or ``postgres://``)."""
     if isinstance(journal, os.PathLike):
         return False
-    return isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://"))
+    # The scheme is case-insensitive (asyncpg reads it with urllib, which lowercases it).
+    return isinstance(journal, str) and journal.lower().startswith(("postgresql://", "postgres://"))

@@ -27,6 +27,7 @@ from _matrix import (
     assert_settled,
     make_batch,
     settle_simulator,
+    transfer_sends,
 )
 from cli_process import Cli, finish, killed_on_exit, sim_env, start, write_items
 from helpers import client_for, wait_until
@@ -108,6 +109,15 @@ def prove(sim: DokuSimulator, url: str, run_id: str, batch: Batch, before: Decim
         counts = journal.counts()
         assert counts.get("unknown", 0) == 0, counts
         assert_settled(journal, sim, batch, before)  # states = ledger, once each, money
+        # The ledger never commits a reference twice (DOKU refuses a used partnerReferenceNo
+        # with 409xx01), so "paid once" alone cannot show a runner sending an item another
+        # had sent: no send may have met a reference DOKU already held.
+        resent = [
+            reference
+            for reference, sends in transfer_sends(sim).items()
+            if any(code.startswith("409") and code.endswith("01") for _, _, code in sends)
+        ]
+        assert resent == [], resent
         return sum(
             any(event.source == "resume" for event in journal.events(item.reference))
             for item in batch.items
