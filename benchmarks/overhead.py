@@ -87,6 +87,9 @@ TRANSFER_ARGS: dict[str, Any] = {
     "beneficiary_account_name": "FHILEA HERMANUS",
     "remark": "October earnings",
     "external_id": "12345678901234567890123456789012",
+    # One request, like the bare side; what confirmation (one check status) costs is item 2's
+    # confirmed-vs-unconfirmed rows.
+    "confirm": False,
 }
 INQUIRY_ARGS: dict[str, Any] = {
     "partner_reference_no": "0123456789abcdef0123456789abcdef",
@@ -328,16 +331,16 @@ async def _main(settings: Settings) -> Result:
     # The front half of transfer_bank: validation, building, encoding and the result, with the
     # request flow stubbed out.
     front = Paired([], [])
-    canned = TransferBankResponse(raw_response_code="2004300", reference_no="DK00000001")
+    money_rule = h.client.kirim._money_rule
+    canned = await sdk_calls["transfer_bank"]()  # a real result, handed back by the stub
 
     async def no_flow(*args: Any, **kwargs: Any) -> Any:
-        return "success", canned, None, TRANSFER_ARGS["external_id"], False
+        return canned
 
     def bare_front() -> object:
         body = msgspec.json.encode(bare_transfer_body())
         return {"status": "success", "body": body, "partnerReferenceNo": "DRV-2024-10-000001"}
 
-    requester = h.client._requester
     for _, order in alternate(settings.rounds):
         for side in order:
             for name in sdk_calls:
@@ -349,11 +352,11 @@ async def _main(settings: Settings) -> Result:
                 pr = piece_results[name]
                 (pr.sdk if side == "sdk" else pr.base).append(sample)
             if side == "sdk":
-                requester.transfer = no_flow  # type: ignore[method-assign]
+                money_rule.transfer = no_flow  # type: ignore[method-assign]
                 try:
                     front.sdk.append(await time_async(sdk_calls["transfer_bank"], n_calls))
                 finally:
-                    del requester.transfer
+                    del money_rule.transfer
             else:
                 front.base.append(time_sync(bare_front, n_piece))
 

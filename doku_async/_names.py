@@ -126,8 +126,11 @@ class NameCheck:
 
 
 def _words(name: str) -> list[str]:
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    if name.isascii():  # no accents to strip: NFKD leaves ASCII as it is (the usual case)
+        text = name.lower()
+    else:
+        text = unicodedata.normalize("NFKD", name)
+        text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
     text = _APOSTROPHES.sub("", text)
     words: list[str] = []
     for raw in _SEPARATORS.split(text):
