@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import msgspec
 
@@ -140,6 +140,21 @@ class MemoryDedupStore:
         return True
 
 
+_CAPABILITIES: dict[type, tuple[bool, bool]] = {}
+
+
+def _capabilities(store: DedupStore) -> tuple[bool, bool]:
+    """``(binds bodies, shared)`` for ``store``'s class, checked once per class: an
+    ``isinstance`` against a runtime-checkable protocol inspects every member, which cost more
+    than the rest of the de-duplication per notification."""
+    cls = type(store)
+    known = _CAPABILITIES.get(cls)
+    if known is None:
+        known = (isinstance(store, BodyBindingStore), isinstance(store, SharedDedupStore))
+        _CAPABILITIES[cls] = known
+    return known
+
+
 def body_digest(kind: str, notification: msgspec.Struct) -> str:
     """The SHA-256 of the parsed notification (its fields, canonically encoded), so DOKU's
     retry of one notification matches whatever its whitespace or key order."""
@@ -149,10 +164,10 @@ def body_digest(kind: str, notification: msgspec.Struct) -> str:
 async def bind_body(store: DedupStore, key: str, digest: str, ttl: float) -> bool | None:
     """Bind when the store can: ``True`` bound (or no binding), ``False`` another body holds
     ``key``, ``None`` the store failed (answer 503)."""
-    if not isinstance(store, BodyBindingStore):
+    if not _capabilities(store)[0]:
         return True
     try:
-        return await store.bind(key, digest, ttl)
+        return await cast(BodyBindingStore, store).bind(key, digest, ttl)
     except Exception:
         log.exception("de-duplication store failed; answering 503 so DOKU retries")
         return None
@@ -183,10 +198,10 @@ async def claim_delivery(
             if await asyncio.shield(running):
                 return False
             continue
-        if not isinstance(store, SharedDedupStore):
+        if not _capabilities(store)[1]:
             return False
         try:
-            outcome = await store.wait_outcome(keys)
+            outcome = await cast(SharedDedupStore, store).wait_outcome(keys)
         except Exception:
             log.exception("de-duplication store failed; answering 503 so DOKU retries")
             return None
@@ -209,9 +224,9 @@ async def release_quietly(store: DedupStore, keys: Sequence[str]) -> None:
 async def complete_quietly(store: DedupStore, keys: Sequence[str], ttl: float) -> None:
     """Mark a shared store's claim done after success; a failure is logged (the answer is
     already decided: the callback ran)."""
-    if not isinstance(store, SharedDedupStore):
+    if not _capabilities(store)[1]:
         return
     try:
-        await store.complete(keys, ttl)
+        await cast(SharedDedupStore, store).complete(keys, ttl)
     except Exception:
         log.exception("de-duplication store failed to mark a notification done")
