@@ -15,12 +15,13 @@ import aiohttp
 
 from . import _constants as C
 from ._banks import BankCodes
-from ._config import Clocks
+from ._config import Clocks, KirimPaths, Timeouts
 from ._environ import client_settings_from_env, name_variable
 from ._environ import missing as missing_variable
 from ._exceptions import ConfigurationError
 from ._nonsnap import NonSnapOperation, NonSnapOperations, NonSnapRequester
 from ._pipeline import KirimOperations, SnapOperation, SnapRequester
+from ._retry import RetryPolicy
 from ._settings import ClientOptions, ClientSettings
 from ._signing import HmacKey, TimestampFormat, load_private_key
 from ._tokens import TokenStore
@@ -105,23 +106,10 @@ class DokuClient:
             raise ConfigurationError("settings: must be a ClientSettings")
         _check_credentials(client_id, client_secret)
         self.settings = settings
-        """The client's options, checked and frozen (:class:`ClientSettings`)."""
-        standard = C.BASE_URLS.get(settings.environment, "").rstrip("/")
-        self.environment: str = settings.environment if settings.url == standard else "custom"
-        """``"sandbox"``, ``"production"`` or ``"custom"`` (another ``base_url`` was given)."""
+        """The client's options, checked and frozen (:class:`ClientSettings`); the attributes
+        below (``base_url``, ``timeouts``, ``bank_codes``...) read them."""
         self.client_id = client_id
-        self.base_url = settings.url
-        self._prefix = urlsplit(self.base_url).path.rstrip("/")
-        self.kirim_paths = settings.paths
-        self.channel_id = settings.channel_id
-        self.token_timestamp_format: TimestampFormat = settings.token_timestamp_format
-        self.request_timestamp_format: TimestampFormat = settings.request_timestamp_format
-        self.timeouts = settings.timeouts
-        self.retry = settings.retry
-        self.confirm_transfers = settings.confirm_transfers
-        self.bank_codes: BankCodes = settings.banks
-        """The bank-code table: validation and ``bank_codes.name_of(code)`` for display."""
-        self.check_status_service_code = settings.check_status_service_code
+        self._prefix = urlsplit(settings.url).path.rstrip("/")
         self._secret = HmacKey(client_secret, "sha512")
         self._private_key = (
             None if private_key is None else load_private_key(private_key, private_key_passphrase)
@@ -153,6 +141,65 @@ class DokuClient:
             ),
         )
         """Kirim DOKU operations (SNAP)."""
+
+    # --- settings, read from the frozen ClientSettings -----------------------------------
+
+    @property
+    def environment(self) -> str:
+        """``"sandbox"``, ``"production"`` or ``"custom"`` (another ``base_url`` was given)."""
+        settings = self.settings
+        standard = C.BASE_URLS.get(settings.environment, "").rstrip("/")
+        return settings.environment if settings.url == standard else "custom"
+
+    @property
+    def base_url(self) -> str:
+        """The URL calls go to, without a trailing slash."""
+        return self.settings.url
+
+    @property
+    def kirim_paths(self) -> KirimPaths:
+        """The Kirim DOKU paths."""
+        return self.settings.paths
+
+    @property
+    def channel_id(self) -> str:
+        """The ``CHANNEL-ID`` header."""
+        return self.settings.channel_id
+
+    @property
+    def token_timestamp_format(self) -> TimestampFormat:
+        """``X-TIMESTAMP`` form of the token call."""
+        return self.settings.token_timestamp_format
+
+    @property
+    def request_timestamp_format(self) -> TimestampFormat:
+        """``X-TIMESTAMP`` form of Kirim DOKU calls."""
+        return self.settings.request_timestamp_format
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """Connect, per-attempt and per-operation limits."""
+        return self.settings.timeouts
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry and settlement policy."""
+        return self.settings.retry
+
+    @property
+    def confirm_transfers(self) -> bool:
+        """Whether an accepted transfer is followed by one check status."""
+        return self.settings.confirm_transfers
+
+    @property
+    def bank_codes(self) -> BankCodes:
+        """The bank-code table: validation and ``bank_codes.name_of(code)`` for display."""
+        return self.settings.banks
+
+    @property
+    def check_status_service_code(self) -> str:
+        """The ``serviceCode`` sent to check status."""
+        return self.settings.check_status_service_code
 
     # --- construction helpers ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import pytest
 from cli_process import cli, sim_env, write_items
 from helpers import real_time_client, wait_until
 
+from doku_async import RetryPolicy
 from doku_async.bulk import (
     BulkRunner,
     Journal,
@@ -264,8 +265,12 @@ async def test_a_notification_during_the_run_is_kept_over_the_older_accepted(
 
     journal = Notified(tmp_path / "run.db")
     it = item("EARLY", *UNPAID_THEN_FAILED)
-    async with asyncio.timeout(TIMEOUT), real_time_client(sim) as doku:
-        doku.confirm_transfers = False  # the answer alone: accepted
+    async with (
+        asyncio.timeout(TIMEOUT),
+        sim.client(
+            retry=RetryPolicy(jitter=False), confirm_transfers=False
+        ) as doku,  # the answer alone: accepted
+    ):
         runner = BulkRunner(doku, customer_number=CUSTOMER, journal=journal)
         summary = await runner.run([it])
     assert summary.counts["accepted"] == 1  # what this run's answer said
