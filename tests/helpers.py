@@ -18,6 +18,7 @@ from typing import Any
 from fakedoku import RecordedCall
 
 from doku_async import Clocks, DokuClient, RetryPolicy, Timeouts
+from doku_async.bulk import PayoutItem, payout_item
 from doku_async.testing import DokuSimulator
 
 CLIENT_ID = "BRN-0001-1700000000001"
@@ -189,3 +190,19 @@ async def start_standalone(*args: str, cwd: Path | None = None) -> StandaloneSim
         await sim.stop(signal.SIGKILL)
         raise
     return sim
+
+
+def numbered_items(n: int, tag: str, *, cents: str = "50") -> list[PayoutItem]:
+    """``n`` payouts ``{tag}-000``... to accounts ``8000000000``..., of IDR 10,000.{cents} plus
+    their number, with CSV line numbers from 2 (as if read from a file)."""
+    return [
+        payout_item(
+            reference=f"{tag}-{i:03d}",
+            bank_code="014",
+            account_number=f"8{i:09d}",
+            account_name=f"DRIVER {i}",
+            amount=f"{10_000 + i}.{cents}",
+            line=i + 2,
+        )
+        for i in range(n)
+    ]

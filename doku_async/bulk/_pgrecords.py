@@ -16,7 +16,7 @@ from ._pgschema import EVENT, SELECT
 from ._records import JournalEntry, JournalEvent, entry_from_row
 from ._schema import FINAL_STATES, IN_DOUBT_STATES, MESSAGE_MAX, check_source
 
-__all__ = ["PostgresRecords", "pg_text"]
+__all__ = ["PostgresRecords", "pg_outcome", "pg_text"]
 
 _PAGE = 500
 _APPLY_STATES = PayoutState.ALL | {"retry"}
@@ -143,8 +143,7 @@ class PostgresRecords:
         if state not in _APPLY_STATES:
             raise ValueError(f"state must be a PayoutState word or 'retry', not {state!r}")
         check_source(source)
-        code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
-        reference_no = None if reference_no is None else pg_text(reference_no)
+        code, message, reference_no = pg_outcome(code, message, reference_no)
         event = (uuid.uuid4().hex, self.run_id, reference, time.time(), source, state, code)
         return bool(self._read(lambda c: self._apply(c, event, message, reference_no)))
 
@@ -191,6 +190,16 @@ def pg_text(value: str) -> str:
     """``value`` as PostgreSQL text can hold it: a NUL (which DOKU's text, coming from outside,
     may carry) becomes U+FFFD, so one odd answer never fails a group commit and the run."""
     return value.replace("\x00", "\ufffd")
+
+
+def pg_outcome(code: str, message: str, reference_no: str | None) -> tuple[str, str, str | None]:
+    """DOKU's code, message (cut to ``MESSAGE_MAX``) and ``referenceNo`` as the journal stores
+    them (:func:`pg_text`)."""
+    return (
+        pg_text(code),
+        pg_text(message[:MESSAGE_MAX]),
+        None if reference_no is None else pg_text(reference_no),
+    )
 
 
 async def _fetch(sql: str, *args: Any) -> Any:

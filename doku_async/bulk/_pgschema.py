@@ -162,10 +162,10 @@ SELECT = (
 )
 
 
-CLAIM_NEW = (
+_CLAIM = (
     "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
     "AND state NOT IN ('succeeded', 'failed', 'refunded') "
-    "AND ((owner IS NULL AND state IN ('planned', 'sending') AND seq > $5) "
+    "AND ((owner IS NULL AND {unowned} seq > $5) "
     "OR (owner <> $2 AND lease_until < clock_timestamp()) "
     "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
     "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
@@ -176,22 +176,9 @@ CLAIM_NEW = (
     "i.amount, i.remark, i.state, i.external_id, i.reference_no, i.code, i.message, "
     "i.session_id, i.updated"
 )
+CLAIM_NEW = _CLAIM.format(unowned="state IN ('planned', 'sending') AND")
 """Items never sent (or left ``sending`` by a stopped runner), and expired leases."""
-
-CLAIM_RESUME = (
-    "WITH picked AS (SELECT reference FROM doku_items WHERE run_id=$1 "
-    "AND state NOT IN ('succeeded', 'failed', 'refunded') "
-    "AND ((owner IS NULL AND seq > $5) "
-    "OR (owner <> $2 AND lease_until < clock_timestamp()) "
-    "OR (owner = $2 AND NOT (reference = ANY($6::text[])))) "
-    "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    "UPDATE doku_items AS i SET owner=$2, "
-    "lease_until=clock_timestamp() + make_interval(secs => $4) "
-    "FROM picked WHERE i.run_id=$1 AND i.reference=picked.reference "
-    "RETURNING i.seq, i.reference, i.line, i.bank_code, i.account_number, i.account_name, "
-    "i.amount, i.remark, i.state, i.external_id, i.reference_no, i.code, i.message, "
-    "i.session_id, i.updated"
-)
+CLAIM_RESUME = _CLAIM.format(unowned="")
 """Every unsettled item after ``seq`` ``$5``, and expired leases."""
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from .._states import PayoutState
 from ._models import PayoutItem
 from ._pgconn import PgConnection, redact_url
-from ._pgrecords import PostgresRecords, pg_text
+from ._pgrecords import PostgresRecords, pg_outcome
 from ._pgschema import (
     EVENT,
     MARK_SENDING,
@@ -39,7 +39,7 @@ from ._plan import (
     check_complete,
 )
 from ._records import JournalEntry, entry_from_row
-from ._schema import MESSAGE_MAX, check_source
+from ._schema import check_source
 from ._storage import LeaseLostError
 
 __all__ = ["PostgresJournal", "migrate_url"]
@@ -185,8 +185,7 @@ class PostgresJournal(PostgresRecords):
         claimed = item.reference in self._held  # then only while the row is still ours
         self._held.discard(item.reference)  # the outcome lets go of the lease (RECORD)
         now = time.time()
-        code, message = pg_text(code), pg_text(message[:MESSAGE_MAX])
-        reference_no = None if reference_no is None else pg_text(reference_no)
+        code, message, reference_no = pg_outcome(code, message, reference_no)
         record = (
             *self._columns(item),
             *(state, code, message, reference_no, now, self.owner, claimed),

@@ -90,7 +90,7 @@ from ._payouts import run_command
 from ._preflight import cli_advice, credential_problem
 from ._reconcile import add_reconcile_parser, reconcile_command
 from ._safeio import safe_std_streams
-from ._summary import print_events
+from ._summary import print_entry
 from ._validate import add_validate_parser, validate_command
 
 __all__ = ["main"]
@@ -310,16 +310,7 @@ async def _status(args: argparse.Namespace) -> int:
                     CORRUPT_ADVICE,
                 ]
             ) from None
-        if entry is None:
-            print(f"journal: {args.reference} is not in {args.journal}")
-        else:
-            print(
-                f"journal: {entry.state} code={entry.code or '-'} external_id="
-                f"{entry.external_id or '-'} reference_no={entry.reference_no or '-'}"
-            )
-            if entry.message:
-                print(f"journal message: {entry.message}")
-            print_events(events)
+        print_entry(args.reference, args.journal, entry, events)
     async with DokuClient.from_env() as doku:
         try:
             status = await doku.kirim.check_status(original_partner_reference_no=args.reference)

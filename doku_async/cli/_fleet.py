@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import shlex
-import signal
 import sqlite3
 import sys
 import time
@@ -49,8 +48,8 @@ from ._common import (
     open_journal,
 )
 from ._payouts import _print_summary
-from ._stopped import Results
-from ._summary import print_events, report_journal, worse
+from ._stopped import Results, run_with_sigint
+from ._summary import print_entry, report_journal, worse
 
 __all__ = [
     "add_fleet_parsers",
@@ -130,16 +129,7 @@ def fleet_status(url: str, run_id: str, reference: str) -> None:
         events = journal.events(reference)
     finally:
         journal.close()
-    if entry is None:
-        print(f"journal: {reference} is not in {journal.path}")
-        return
-    print(
-        f"journal: {entry.state} code={entry.code or '-'} external_id="
-        f"{entry.external_id or '-'} reference_no={entry.reference_no or '-'}"
-    )
-    if entry.message:
-        print(f"journal message: {entry.message}")
-    print_events(events)
+    print_entry(reference, journal.path, entry, events)
 
 
 def _refuse_over_caps(args: argparse.Namespace, items: Sequence[PayoutItem]) -> None:
@@ -232,7 +222,10 @@ async def _pay(
             writer = Results(ResultWriter(args.out) if args.out else None)
             resources.callback(writer.close)
             try:
-                summary = await _run_with_sigint(runner, journal, args.action, writer)
+                work = run_shared(
+                    runner, journal, resume=args.action == "resume", on_result=writer.write
+                )
+                summary = await run_with_sigint(runner, work, writer)
             except sqlite3.Error as exc:
                 raise JournalFailure(
                     [
@@ -261,35 +254,6 @@ async def _plan_of(journal: PostgresJournal, wait: float = JOIN_WAIT) -> None:
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.2)
-
-
-async def _run_with_sigint(
-    runner: BulkRunner, journal: PostgresJournal, action: str, writer: Results
-) -> BulkSummary:
-    """:func:`run_shared`; the first Ctrl-C lets payouts in flight finish (their leases are
-    let go of, so other runners take the rest), the second aborts."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-
-    def on_sigint() -> None:
-        if not runner.stopped:
-            print(
-                "\nstopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr
-            )
-            runner.stop()
-        elif task is not None:
-            task.cancel()
-
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    try:
-        return await run_shared(runner, journal, resume=action == "resume", on_result=writer.write)
-    except asyncio.CancelledError:
-        runner.stop()
-        return runner.summary
-    finally:
-        with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
 
 
 def report_shared(journal: JournalBackend, url: str, run_id: str, *, out: str | None = None) -> int:

@@ -4,11 +4,8 @@ the truth about the money for the whole journal."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import signal
 import sqlite3
-import sys
 from decimal import Decimal
 
 from .._client import DokuClient
@@ -18,7 +15,7 @@ from ._common import EXIT_INTERRUPTED, JournalFailure, before_sending, journal_e
 from ._preflight import Preflight, check_doku, check_local
 from ._progress import progress_display
 from ._resume import print_interrupted, resume_command
-from ._stopped import Results, stopped_on_config, stopped_on_journal_error
+from ._stopped import Results, run_with_sigint, stopped_on_config, stopped_on_journal_error
 from ._summary import report_journal, worse
 from ._validate import validate_command
 
@@ -140,7 +137,9 @@ async def _pay(
         resources.callback(display.close)
         runner.progress = display
         try:
-            summary = await _run_with_sigint(runner, items, total, writer)
+            summary = await run_with_sigint(
+                runner, runner.run(items, total_amount=total, on_result=writer.write), writer
+            )
         except sqlite3.Error as exc:
             raise JournalFailure(
                 stopped_on_journal_error(args, journal, exc, items, writer, runner)
@@ -157,39 +156,6 @@ async def _pay(
         results=writer,
         resume=resume_command(args),
     ) from None
-
-
-async def _run_with_sigint(
-    runner: BulkRunner, items: list[PayoutItem], total: Decimal, writer: Results
-) -> BulkSummary:
-    """Run; the first Ctrl-C lets payouts in flight finish, the second aborts them (they stay
-    ``sending`` in the journal, for ``payouts resume`` to settle through check status)."""
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-
-    def on_sigint() -> None:
-        if not runner.stopped:
-            print("stopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr)
-            runner.stop()
-        elif main_task is not None and not writer.aborted:
-            writer.aborted = True
-            print(
-                "aborting: payouts in flight stay 'sending' in the journal; 'payouts resume' "
-                "settles them through check status before anything is sent again",
-                file=sys.stderr,
-            )
-            main_task.cancel()
-
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    try:
-        return await runner.run(items, total_amount=total, on_result=writer.write)
-    except asyncio.CancelledError:
-        runner.stop()
-        return runner.summary
-    finally:
-        with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _print_summary(summary: BulkSummary, journal: str, *, retry: int = 0) -> None:

@@ -4,15 +4,21 @@ committed state, list the items in doubt, and say what to do."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import signal
 import sqlite3
+import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .._exceptions import DokuError
 from ..bulk import (
     FINAL_STATES,
     IN_DOUBT_STATES,
     BulkRunner,
+    BulkSummary,
     ItemResult,
     JournalBackend,
     PayoutItem,
@@ -43,6 +49,40 @@ class Results:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+async def run_with_sigint(
+    runner: BulkRunner, work: Coroutine[Any, Any, BulkSummary], writer: Results
+) -> BulkSummary:
+    """Await ``work`` (the runner's run); the first Ctrl-C lets payouts in flight finish, the
+    second aborts them (they stay ``sending`` in the journal, for ``payouts resume`` to settle
+    through check status)."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if not runner.stopped:
+            print("stopping: finishing payouts in flight (Ctrl-C again to abort)", file=sys.stderr)
+            runner.stop()
+        elif main_task is not None and not writer.aborted:
+            writer.aborted = True
+            print(
+                "aborting: payouts in flight stay 'sending' in the journal; 'payouts resume' "
+                "settles them through check status before anything is sent again",
+                file=sys.stderr,
+            )
+            main_task.cancel()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        runner.stop()
+        return runner.summary
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def stopped_on_journal_error(

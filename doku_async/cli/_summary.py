@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from typing import TextIO
 
-from ..bulk import JournalBackend, JournalEvent
+from ..bulk import JournalBackend, JournalEntry, JournalEvent
 
 __all__ = ["LIST_LIMIT", "exit_code_of", "print_events", "report_journal", "worse"]
 
@@ -132,6 +132,22 @@ def _next_steps(
     if not lines:
         lines.append("every payout is confirmed paid by DOKU")
     return lines
+
+
+def print_entry(
+    reference: str, where: str, entry: JournalEntry | None, events: list[JournalEvent]
+) -> None:
+    """The journal's part of ``payouts status``: one payout's state and its events."""
+    if entry is None:
+        print(f"journal: {reference} is not in {where}")
+        return
+    print(
+        f"journal: {entry.state} code={entry.code or '-'} external_id="
+        f"{entry.external_id or '-'} reference_no={entry.reference_no or '-'}"
+    )
+    if entry.message:
+        print(f"journal message: {entry.message}")
+    print_events(events)
 
 
 def print_events(events: list[JournalEvent], stream: TextIO | None = None) -> None:

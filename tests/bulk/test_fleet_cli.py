@@ -13,27 +13,13 @@ from pathlib import Path
 
 import pytest
 from cli_process import cli, finish, killed_on_exit, sim_env, start, write_items
-from helpers import wait_until
+from helpers import numbered_items, wait_until
 from postgres import fresh_schema
 from test_cli import set_sim_env, threaded_sim
 
-from doku_async.bulk import PayoutItem, payout_item
+from doku_async.bulk import payout_item
 from doku_async.cli import main
 from doku_async.testing import DokuSimulator, SimulatorCredentials
-
-
-def make_items(n: int, tag: str) -> list[PayoutItem]:
-    return [
-        payout_item(
-            reference=f"{tag}-{i:03d}",
-            bank_code="014",
-            account_number=f"8{i:09d}",
-            account_name=f"DRIVER {i}",
-            amount=f"{10_000 + i}.25",
-            line=i + 2,
-        )
-        for i in range(n)
-    ]
 
 
 async def test_migrate_twice(sim: DokuSimulator, tmp_path: Path) -> None:
@@ -51,7 +37,7 @@ async def test_plan_once_then_another_file_is_refused(
     pg_url: str, sim: DokuSimulator, tmp_path: Path
 ) -> None:
     env = sim_env(sim, tmp_path)
-    batch = make_items(12, "CLIPLAN")
+    batch = numbered_items(12, "CLIPLAN", cents="25")
     first = write_items(tmp_path / "a.csv", batch)
     other = write_items(tmp_path / "b.csv", batch[:6])
     planned = await cli(
@@ -92,7 +78,7 @@ async def test_run_then_any_machine_sees_and_finishes_it(
         amount="12345.00",
         line=40,
     )
-    batch = [*make_items(30, "CLIRUN"), unpaid]
+    batch = [*numbered_items(30, "CLIRUN", cents="25"), unpaid]
     csv_path = write_items(tmp_path / "p.csv", batch)
     shared = ("--journal", pg_url, "--run-id", "e2e")
     run = await cli(
@@ -150,7 +136,7 @@ async def test_ctrl_c_lets_in_flight_finish_then_another_machine_resumes(
     pg_url: str, sim: DokuSimulator, tmp_path: Path
 ) -> None:
     env = sim_env(sim, tmp_path)
-    batch = make_items(80, "CLIINT")
+    batch = numbered_items(80, "CLIINT", cents="25")
     csv_path = write_items(tmp_path / "p.csv", batch)
     sim.inject("transfer_bank", "latency", delay=0.05, times=len(batch))
     proc = await start(
@@ -180,7 +166,7 @@ def test_main_in_process_over_a_shared_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same commands through ``main()`` in this process (the simulator on a thread)."""
-    batch = make_items(6, "INPROCPG")
+    batch = numbered_items(6, "INPROCPG", cents="25")
     csv_path = write_items(tmp_path / "p.csv", batch)
     out = tmp_path / "out.csv"
     shared = ["--journal", pg_url, "--run-id", "inproc"]
@@ -208,7 +194,9 @@ async def test_caps_and_dry_run_refuse_a_shared_run_before_anything_is_sent(
 ) -> None:
     # The caps hold on every path that can pay: run (the file), join and resume (the plan).
     env = sim_env(sim, tmp_path)
-    path = write_items(tmp_path / "caps.csv", make_items(5, "CLICAP"))  # 10,000.25 .. 10,004.25
+    path = write_items(
+        tmp_path / "caps.csv", numbered_items(5, "CLICAP", cents="25")
+    )  # 10,000.25 .. 10,004.25
     shared = ("--journal", pg_url, "--run-id", "caps")
     over_total = await cli(
         "payouts", "run", str(path), *shared, "--max-total", "50000", env=env, cwd=tmp_path

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import numbered_items
 from postgres import fresh_schema
 
 from doku_async.bulk import (
@@ -16,24 +17,9 @@ from doku_async.bulk import (
     LeaseLostError,
     PlanSource,
     PostgresJournal,
-    payout_item,
 )
 from doku_async.bulk._models import PayoutItem
 from doku_async.bulk._pgconn import redact_url
-
-
-def items(n: int, tag: str) -> list[PayoutItem]:
-    return [
-        payout_item(
-            reference=f"{tag}-{i:03d}",
-            bank_code="014",
-            account_number=f"8{i:09d}",
-            account_name=f"DRIVER {i}",
-            amount=f"{10_000 + i}.50",
-            line=i + 2,
-        )
-        for i in range(n)
-    ]
 
 
 def expire_leases(journal: PostgresJournal) -> None:
@@ -60,7 +46,7 @@ async def test_a_runner_that_lost_its_lease_never_marks_after_the_new_holder_let
     """a claims, its lease runs out, b takes the item over, pays it and records ``accepted``
     (letting go of the lease). a, still working on its claim, must not mark (and so send)
     the item again: the mark of a claimed item needs the lease, not just a free row."""
-    batch = items(1, "GONE")
+    batch = numbered_items(1, "GONE")
     a, b = two_runners(pg_url, "gone", batch)
     try:
         assert len((await a.claim(10))[0]) == 1
@@ -87,7 +73,7 @@ async def test_a_late_outcome_of_a_runner_that_lost_its_lease_moves_nothing(
     ``sending`` mark). a's late outcome (about a's attempt) must not replace b's mark: a
     ``retry`` or ``failed`` there would let the item be paid again without check status, or
     call a transfer in flight failed. The news is kept as an event."""
-    batch = items(1, f"LATE{late}")
+    batch = numbered_items(1, f"LATE{late}")
     a, b = two_runners(pg_url, f"late-{late}", batch)
     try:
         await a.claim(10)
@@ -112,7 +98,7 @@ async def test_a_late_outcome_never_replaces_a_later_one(pg_url: str, late: str)
     must not replace it: a ``retry`` would make the next resume pay it again without check
     status, a ``failed`` (a's inquiry refused, say) would call b's accepted transfer failed,
     for good (a final state)."""
-    batch = items(1, f"AFTER{late}")
+    batch = numbered_items(1, f"AFTER{late}")
     a, b = two_runners(pg_url, f"after-{late}", batch)
     try:
         await a.claim(10)
@@ -135,7 +121,7 @@ async def test_reconcile_does_not_make_an_item_in_flight_retryable(pg_url: str) 
     """A reconcile from another machine finds nothing at DOKU (07) for an item a live runner
     has just marked (its transfer is on its way): the item must stay ``sending``, or a take-over
     would send it again without check status."""
-    batch = items(1, "FLIGHT")
+    batch = numbered_items(1, "FLIGHT")
     a, other = two_runners(pg_url, "flight", batch)
     try:
         await a.claim(10)
@@ -156,7 +142,7 @@ async def test_a_deadlock_in_the_group_commit_is_retried(pg_url: str) -> None:
     fail the journal and stop the run."""
     import asyncpg  # type: ignore[import-untyped]
 
-    batch = items(2, "LOCK")
+    batch = numbered_items(2, "LOCK")
     journal = PostgresJournal(pg_url, run_id="deadlock", owner="runner-a")
     try:
         journal.plan(batch, source=PlanSource(2, "9" * 64))
@@ -195,7 +181,7 @@ async def test_a_deadlock_in_the_group_commit_is_retried(pg_url: str) -> None:
 def test_runners_migrating_and_planning_at_once() -> None:
     """Four runners open a fresh schema and plan the same file at the same moment: the schema
     is migrated once, the plan recorded once, nobody fails."""
-    batch = items(30, "RACE")
+    batch = numbered_items(30, "RACE")
     source = PlanSource(30, "7" * 64, "race.csv")
     with fresh_schema("doku_race") as url:
         start = threading.Barrier(4)
@@ -248,7 +234,7 @@ async def test_a_nul_in_dokus_message_does_not_stop_the_journal(pg_url: str) -> 
     """DOKU's ``responseMessage`` (or a code, or a ``referenceNo``) is text from outside; one
     NUL character in it (which PostgreSQL's text cannot hold) failed the whole group commit,
     so the journal, every runner's marks in that batch, and the run."""
-    batch = items(2, "NUL")
+    batch = numbered_items(2, "NUL")
     journal = PostgresJournal(pg_url, run_id="nul", owner="runner-a")
     try:
         journal.plan(batch, source=PlanSource(2, "8" * 64))
@@ -274,7 +260,7 @@ async def test_a_claim_whose_answer_was_lost_is_not_lost(pg_url: str) -> None:
     heartbeat renews: nobody else may take them, and this runner never worked on them)."""
     import asyncpg
 
-    batch = items(3, "LOSTCLAIM")
+    batch = numbered_items(3, "LOSTCLAIM")
     journal = PostgresJournal(pg_url, run_id="lostclaim", owner="runner-a")
     db = journal._db
     original = db.with_conn
@@ -311,7 +297,7 @@ async def test_a_group_commit_whose_answer_was_lost_is_retried_once_in_effect(
     records each outcome and event once."""
     import asyncpg
 
-    batch = items(2, "ACK")
+    batch = numbered_items(2, "ACK")
     journal = PostgresJournal(pg_url, run_id="ack", owner="runner-a")
     db = journal._db
     original = db._commit
@@ -372,7 +358,7 @@ async def test_a_timeout_on_a_held_row_pauses_the_journal(pg_url: str, setting: 
     not turned into a failed journal and a stopped run."""
     import asyncpg
 
-    batch = items(2, f"TIMEOUT{setting[:4]}")
+    batch = numbered_items(2, f"TIMEOUT{setting[:4]}")
     journal = PostgresJournal(pg_url + f"&{setting}=200", run_id=f"timeout-{setting}")
     try:
         journal.plan(batch, source=PlanSource(2, "2" * 64))
@@ -402,7 +388,7 @@ async def test_two_runs_never_touch_each_others_items(pg_url: str) -> None:
     an injection attempt): claims, marks, outcomes, the heartbeat and closing each stay in
     their run."""
     evil = "x'); DROP TABLE doku_items; --"
-    batch = items(2, "ISO")
+    batch = numbered_items(2, "ISO")
     one = PostgresJournal(pg_url, run_id="iso", owner="same-runner")
     two = PostgresJournal(pg_url, run_id=evil, owner="same-runner")
     try:

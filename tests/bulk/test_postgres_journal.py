@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import client_for
+from helpers import client_for, numbered_items
 from postgres import terminate_connections
 
 from doku_async.bulk import (
@@ -25,7 +25,6 @@ from doku_async.bulk import (
     PlanSource,
     PostgresJournal,
     migrate_url,
-    payout_item,
     run_shared,
 )
 from doku_async.bulk._pgconn import redact_url
@@ -35,20 +34,6 @@ from doku_async.testing import DokuSimulator
 CUSTOMER = "628115678890"
 STATES = ["planned", "retry", "sending", "unknown", "accepted", "pending", "succeeded", "failed"]
 STATES += ["refunded"]
-
-
-def items(n: int, tag: str) -> list:  # type: ignore[type-arg]
-    return [
-        payout_item(
-            reference=f"{tag}-{i:03d}",
-            bank_code="014",
-            account_number=f"8{i:09d}",
-            account_name=f"DRIVER {i}",
-            amount=f"{10_000 + i}.50",
-            line=i + 2,
-        )
-        for i in range(n)
-    ]
 
 
 def schema_of(url: str) -> str:
@@ -109,7 +94,7 @@ def test_the_sql_state_rule_is_the_runners(pg_url: str) -> None:
 
 
 def test_plan_once_per_run_id(pg_url: str) -> None:
-    batch = items(5, "PLAN")
+    batch = numbered_items(5, "PLAN")
     source = PlanSource(5, "a" * 64, "payouts.csv")
     first = PostgresJournal(pg_url, run_id="plan-a")
     second = PostgresJournal(pg_url, run_id="plan-b")
@@ -131,7 +116,7 @@ def test_plan_once_per_run_id(pg_url: str) -> None:
 async def test_a_claimed_item_is_not_sent_by_another_runner(pg_url: str) -> None:
     """The sending mark is fenced by the lease: a runner that does not hold the item cannot
     mark it (so never sends it); once the holder's lease expired, another takes it over."""
-    batch = items(3, "LEASE")
+    batch = numbered_items(3, "LEASE")
     a = PostgresJournal(pg_url, run_id="lease", lease=0.5, owner="runner-a")
     b = PostgresJournal(pg_url, run_id="lease", lease=0.5, owner="runner-b")
     try:
@@ -156,7 +141,7 @@ async def test_a_claimed_item_is_not_sent_by_another_runner(pg_url: str) -> None
 async def test_runner_over_a_url_pays_once_and_records_events(
     pg_url: str, sim: DokuSimulator
 ) -> None:
-    batch = items(40, "URL")
+    batch = numbered_items(40, "URL")
     async with client_for(sim) as doku:
         runner = BulkRunner(
             doku, customer_number=CUSTOMER, concurrency=8, journal=pg_url, run_id="url"
@@ -180,7 +165,7 @@ async def test_runner_over_a_url_pays_once_and_records_events(
 async def test_shared_runs_survive_dropped_connections(pg_url: str, sim: DokuSimulator) -> None:
     """Every journal connection terminated, twice, during a run of two runners: they pause,
     reconnect and finish; every item paid once."""
-    batch = items(120, "DROP")
+    batch = numbered_items(120, "DROP")
     sim.inject("transfer_bank", "latency", delay=0.01, times=len(batch))
     journals = [PostgresJournal(pg_url, run_id="drop", owner=f"r{n}") for n in range(2)]
     journals[0].plan(batch, source=PlanSource(len(batch), "d" * 64))
@@ -235,7 +220,7 @@ def test_redact_url(url: str, shown: str) -> None:
 
 
 async def test_the_heartbeat_keeps_a_lease(pg_url: str) -> None:
-    batch = items(2, "BEAT")
+    batch = numbered_items(2, "BEAT")
     a = PostgresJournal(pg_url, run_id="beat", lease=0.6, owner="runner-a")
     b = PostgresJournal(pg_url, run_id="beat", lease=0.6, owner="runner-b")
     try:
@@ -261,7 +246,7 @@ async def test_an_item_left_sending_is_claimed_and_its_entry_says_so(pg_url: str
     """A runner that stopped with an item marked ``sending`` lets go of it; the next runner
     claims it and reads ``sending`` (so the item flow settles it through check status before
     sending anything)."""
-    batch = items(1, "LEFT")
+    batch = numbered_items(1, "LEFT")
     a = PostgresJournal(pg_url, run_id="left", owner="runner-a")
     a.plan(batch, source=PlanSource(1, "0" * 64))
     await a.mark_sending_grouped(batch[0], "2001", session_id="S1")
